@@ -1,0 +1,167 @@
+"""``vireid-shard``: raw dataset trees → WebDataset shards, and tools to check them."""
+
+from __future__ import annotations
+
+import json
+import time
+from enum import Enum
+from pathlib import Path
+
+import typer
+
+from vireid.cli.common import megabytes, new_app, progress_bar, user_errors
+from vireid.constants import (
+    IMAGE_HEIGHT,
+    IMAGE_WIDTH,
+    JPEG_QUALITY,
+    SHARD_MAX_MEGABYTES,
+    SHARD_MAX_SAMPLES,
+)
+from vireid.datasets import list_datasets, read_dataset
+from vireid.shards.build import BuildOptions, build_shards
+from vireid.shards.encode import Encoding
+from vireid.shards.manifest import load_manifest
+from vireid.shards.summary import protocol_lists, summarize
+from vireid.shards.verify import verify_shards
+
+app = new_app(
+    "Convert SYSU-MM01, RegDB and LLCM raw trees into WebDataset tar shards grouped by "
+    "identity and modality (with DALI index files and a manifest), and verify or inspect them."
+)
+DATASETS = ", ".join(list_datasets())
+
+
+class BadImagePolicy(str, Enum):
+    error = "error"
+    skip = "skip"
+
+
+@app.command()
+def build(
+    dataset: str = typer.Argument(..., help=f"Dataset layout of RAW_ROOT: {DATASETS}."),
+    raw_root: Path = typer.Argument(..., help="Root of the raw dataset tree (e.g. SYSU-MM01/)."),
+    out_dir: Path = typer.Argument(..., help="Shard folder to create (e.g. shards/sysu)."),
+    width: int = typer.Option(IMAGE_WIDTH, help="Stored image width in pixels."),
+    height: int = typer.Option(IMAGE_HEIGHT, help="Stored image height in pixels."),
+    encoding: Encoding = typer.Option(
+        Encoding.JPEG, help="How pixels are stored: jpeg (small, decoded by DALI/nvJPEG), "
+        "png (lossless) or raw (exact uint8 H×W×3, no decoding at train time, ~8× larger)."),
+    quality: int = typer.Option(JPEG_QUALITY, min=1, max=100, help="JPEG quality."),
+    shard_samples: int = typer.Option(SHARD_MAX_SAMPLES, min=1,
+                                      help="Most samples per tar file."),
+    shard_mb: float = typer.Option(SHARD_MAX_MEGABYTES, min=0.01, help="Most megabytes per tar."),
+    workers: int = typer.Option(0, min=0, help="Encoding processes (0: every available core)."),
+    on_bad_image: BadImagePolicy = typer.Option(
+        BadImagePolicy.error, help="error: stop at the first unreadable image; skip: leave it "
+        "out and record it in the manifest and the summary."),
+    overwrite: bool = typer.Option(False, help="Replace OUT_DIR if it already exists."),
+) -> None:
+    """Resize every image once (Lanczos) and write shards, .idx files and manifest.json.
+
+    The folder is built under a temporary name beside OUT_DIR and renamed at the end.
+    """
+    options = BuildOptions(width, height, encoding, quality, shard_samples, shard_mb, workers,
+                           on_bad_image is BadImagePolicy.skip, overwrite)
+    with user_errors():
+        raw = read_dataset(dataset, raw_root)
+        start = time.perf_counter()
+        with progress_bar(f"{dataset} → shards", len(raw.records)) as advance:
+            manifest = build_shards(raw, out_dir, options, advance)
+        seconds = time.perf_counter() - start
+    size = sum(s.bytes for s in manifest.shards)
+    typer.echo(f"wrote {len(manifest.samples)} images in {len(manifest.shards)} shards "
+               f"({megabytes(size)}) to {out_dir} in {seconds:.1f} s "
+               f"({len(manifest.samples) / seconds:.0f} images/s)")
+    for skipped in manifest.skipped:
+        typer.echo(f"skipped {skipped.path}: {skipped.reason}")
+
+
+@app.command()
+def verify(
+    shards_dir: Path = typer.Argument(..., help="Shard folder written by `vireid-shard build`."),
+    deep: bool = typer.Option(False, help="Also decode every image and check its size."),
+) -> None:
+    """Re-hash and re-count every shard and check each index file against its tar."""
+    with user_errors():
+        manifest = load_manifest(shards_dir)
+        with progress_bar("verify", len(manifest.samples), "samples") as advance:
+            problems = verify_shards(shards_dir, deep, advance)
+    for problem in problems:
+        typer.echo(f"error: {problem}", err=True)
+    if problems:
+        raise typer.Exit(1)
+    typer.echo(f"ok: {len(manifest.shards)} shards, {len(manifest.samples)} samples"
+               f"{', every image decoded' if deep else ''}")
+
+
+@app.command()
+def inspect(
+    shards_dir: Path = typer.Argument(..., help="Shard folder written by `vireid-shard build`."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Summarise a shard folder: ids and images per split, modality and camera; sizes."""
+    with user_errors():
+        summary = summarize(load_manifest(shards_dir))
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    typer.echo(render_summary(summary))
+
+
+@app.command()
+def protocol(
+    shards_dir: Path = typer.Argument(..., help="Shard folder written by `vireid-shard build`."),
+    name: str = typer.Argument(..., help="Protocol: sysu-all, sysu-indoor, regdb-v2t, "
+                               "regdb-t2v, llcm-ir2vis or llcm-vis2ir."),
+    trial: int = typer.Option(..., help="Trial number (SYSU/LLCM 0-9, RegDB 1-10)."),
+) -> None:
+    """Print one trial's query (distance-matrix rows) and gallery (columns) as JSON."""
+    with user_errors():
+        lists = protocol_lists(load_manifest(shards_dir), name, trial)
+    typer.echo(json.dumps(lists))
+
+
+@app.command()
+def fake(
+    dataset: str = typer.Argument(..., help=f"Layout to imitate: {DATASETS}."),
+    root: Path = typer.Argument(..., help="Folder to create (must not exist or be empty)."),
+    ids: int = typer.Option(None, help="Number of identities (default: a small tree)."),
+    images_per_camera: int = typer.Option(None, help="Images per identity and camera."),
+    seed: int = typer.Option(0, help="Seed: the same arguments give byte-identical trees."),
+) -> None:
+    """Write a small fake dataset in the real layout (for tests and demos; no real data)."""
+    from vireid.fake import make_fake
+
+    with user_errors():
+        tree = make_fake(dataset, root, ids=ids, images_per_camera=images_per_camera, seed=seed)
+    typer.echo(f"wrote a fake {dataset} tree: {tree.num_images} images of {tree.num_ids} ids "
+               f"in {root}")
+
+
+def render_summary(summary: dict) -> str:
+    lines = [
+        f"dataset   {summary['dataset']} (from {summary['source']})",
+        f"stored    {summary['images']} images of {summary['ids']} ids as "
+        f"{summary['encoding']} {summary['stored_size']}, {summary['shards']} shards, "
+        f"{megabytes(summary['bytes'])}",
+        f"originals width {summary['original_width'][0]}-{summary['original_width'][1]}, "
+        f"height {summary['original_height'][0]}-{summary['original_height'][1]}",
+    ]
+    for modality, counts in summary["modalities"].items():
+        lines.append(f"{modality:<9} {counts['images']} images, {counts['ids']} ids")
+    lines.append("cameras   " + ", ".join(f"{k}: {v}" for k, v in summary["cameras"].items()))
+    for name, view in summary["train_views"].items():
+        lines.append(f"train     {name}: {view['classes']} classes, {view['visible']} visible "
+                     f"+ {view['infrared']} infrared images")
+    for name, p in summary["protocols"].items():
+        default = " (default)" if name == summary["default_protocol"] else ""
+        lines.append(f"protocol  {name}{default}: trials {p['trials'][0]}-{p['trials'][-1]}, "
+                     f"{p['query']} queries of {p['query_ids']} ids, {p['gallery']} gallery "
+                     f"images of {p['gallery_ids']} ids (trial {p['trials'][0]})")
+    for skipped in summary["skipped"]:
+        lines.append(f"skipped   {skipped['path']}: {skipped['reason']}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    app()

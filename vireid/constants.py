@@ -1,0 +1,28 @@
+"""Every magic number of the project, once."""
+
+# Stored image size (SPEC §2): width 144, height 288. DEEN-style recipes use 384×144.
+IMAGE_HEIGHT = 288
+IMAGE_WIDTH = 144
+IMAGE_CHANNELS = 3
+
+# ImageNet statistics on [0, 1] pixels (SPEC §2).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# Shard defaults.
+JPEG_QUALITY = 95
+SHARD_MAX_SAMPLES = 10_000
+SHARD_MAX_MEGABYTES = 256.0
+# Fixed tar member time: shards are byte-reproducible (STYLE habit 5).
+TAR_MTIME = 0
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_SCHEMA = "vireid.shards"
+MANIFEST_VERSION = 1
+
+# DALI's webdataset index format (as `wds2idx` writes it).
+DALI_INDEX_VERSION = "v1.2"
+
+# Number of single-shot trials of the SYSU-MM01 and LLCM protocols; RegDB has trials 1..10.
+SINGLE_SHOT_TRIALS = 10
+REGDB_TRIALS = tuple(range(1, 11))

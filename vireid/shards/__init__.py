@@ -1,0 +1,1 @@
+"""Records → WebDataset tar shards + DALI index files + manifest.json (and their checks)."""

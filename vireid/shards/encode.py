@@ -1,0 +1,90 @@
+"""Per-image work of the shard builder: decode, resize once with Lanczos, encode.
+
+Runs in worker processes, so everything here is a top-level function of plain values.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+
+class Encoding(str, Enum):
+    JPEG = "jpeg"
+    PNG = "png"
+    RAW = "raw"
+
+    @property
+    def extension(self) -> str:
+        """Tar member extension of the image (``raw``: H×W×3 uint8 bytes, row-major)."""
+        return {"jpeg": "jpg", "png": "png", "raw": "raw"}[self.value]
+
+
+@dataclass(frozen=True)
+class EncodeTask:
+    source: str
+    width: int
+    height: int
+    encoding: Encoding
+    quality: int
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """The stored bytes and the source's original (width, height); ``error`` when unreadable."""
+
+    data: bytes = b""
+    source_size: tuple[int, int] = (0, 0)
+    error: str = ""
+
+
+def resize_rgb(image: Image.Image, width: int, height: int) -> Image.Image:
+    """The one resize of the project: RGB, Lanczos (the original's ``Image.ANTIALIAS``)."""
+    return image.convert("RGB").resize((width, height), Image.Resampling.LANCZOS)
+
+
+def encode_image(task: EncodeTask) -> Encoded:
+    try:
+        with Image.open(task.source) as image:
+            image.load()
+            size = image.size
+            resized = resize_rgb(image, task.width, task.height)
+    except UnidentifiedImageError:
+        return Encoded(error="not an image file (cannot identify its format)")
+    except FileNotFoundError:
+        return Encoded(error="file disappeared while building")
+    except Exception as error:  # noqa: BLE001 - Pillow raises many types for corrupt data
+        return Encoded(error=f"corrupt or unreadable image ({error})")
+    return Encoded(data=_encode(resized, task.encoding, task.quality), source_size=size)
+
+
+def _encode(image: Image.Image, encoding: Encoding, quality: int) -> bytes:
+    if encoding is Encoding.RAW:
+        return np.asarray(image, dtype=np.uint8).tobytes()
+    buffer = io.BytesIO()
+    if encoding is Encoding.JPEG:
+        image.save(buffer, format="JPEG", quality=quality)
+    else:
+        image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def decode_stored(data: bytes, encoding: Encoding, width: int, height: int) -> np.ndarray:
+    """Stored bytes → H×W×3 uint8 array; raises ValueError when they do not decode to that."""
+    if encoding is Encoding.RAW:
+        if len(data) != width * height * 3:
+            raise ValueError(f"{len(data)} raw bytes, expected {width * height * 3}")
+        return np.frombuffer(data, dtype=np.uint8).reshape(height, width, 3)
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            array = np.asarray(image.convert("RGB"))
+    except Exception as error:  # noqa: BLE001
+        raise ValueError(f"does not decode ({error})") from None
+    if array.shape != (height, width, 3):
+        raise ValueError(f"decodes to {array.shape[1]}x{array.shape[0]}, expected {width}x{height}")
+    return array

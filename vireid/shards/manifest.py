@@ -1,0 +1,218 @@
+"""``manifest.json``: the versioned description of a shard folder, written last.
+
+Schema ``vireid.shards`` version 1 (see ``shards/README.md`` for the field list). Samples are
+numbered globally in storage order (visible shards first); training views and protocol trials
+refer to those numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from vireid.constants import MANIFEST_NAME, MANIFEST_SCHEMA, MANIFEST_VERSION
+from vireid.errors import VireidError
+from vireid.records import LabeledSamples, Modality, Protocol, TrainView, Trial
+from vireid.shards.encode import Encoding
+
+SAMPLE_COLUMNS = ("key", "path", "pid", "cam", "modality", "width", "height", "shard")
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    file: str
+    index: str
+    modality: Modality
+    first: int
+    count: int
+    bytes: int
+    sha256: str
+    index_sha256: str
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One stored image: its key, source record, ORIGINAL size and shard number."""
+
+    key: str
+    path: str
+    pid: int
+    cam: int
+    modality: Modality
+    width: int
+    height: int
+    shard: int
+
+
+@dataclass(frozen=True)
+class IdentityRange:
+    """Samples ``start`` .. ``stop - 1`` are the images of ``pid`` in ``modality``."""
+
+    modality: Modality
+    pid: int
+    start: int
+    stop: int
+
+
+@dataclass(frozen=True)
+class Skipped:
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Manifest:
+    dataset: str
+    source: str
+    width: int
+    height: int
+    encoding: Encoding
+    quality: int
+    shards: tuple[ShardInfo, ...]
+    samples: tuple[Sample, ...]
+    identities: tuple[IdentityRange, ...]
+    train_views: tuple[TrainView, ...]
+    protocols: tuple[Protocol, ...]
+    default_protocol: str
+    skipped: tuple[Skipped, ...]
+    created_by: dict
+
+    def protocol(self, name: str) -> Protocol:
+        for protocol in self.protocols:
+            if protocol.name == name:
+                return protocol
+        names = ", ".join(p.name for p in self.protocols)
+        raise VireidError(name, f"no such protocol in this {self.dataset} shard set ({names})")
+
+    def trial(self, name: str, trial: int) -> Trial:
+        protocol = self.protocol(name)
+        for candidate in protocol.trials:
+            if candidate.trial == trial:
+                return candidate
+        trials = ", ".join(str(t.trial) for t in protocol.trials)
+        raise VireidError(name, f"no trial {trial} (trials: {trials})")
+
+    def view(self, name: str) -> TrainView:
+        for view in self.train_views:
+            if view.name == name:
+                return view
+        names = ", ".join(v.name for v in self.train_views)
+        raise VireidError(name, f"no such training view ({names})")
+
+    def to_json(self) -> str:
+        document = {
+            "schema": MANIFEST_SCHEMA,
+            "version": MANIFEST_VERSION,
+            "dataset": self.dataset,
+            "source": self.source,
+            "image": {"width": self.width, "height": self.height, "channels": 3,
+                      "encoding": self.encoding.value, "quality": self.quality,
+                      "resample": "lanczos"},
+            "created_by": self.created_by,
+            "shards": [_shard_json(s) for s in self.shards],
+            "samples": {c: [_plain(getattr(s, c)) for s in self.samples] for c in SAMPLE_COLUMNS},
+            "identities": [[r.modality.value, r.pid, r.start, r.stop] for r in self.identities],
+            "train_views": {v.name: _view_json(v) for v in self.train_views},
+            "protocols": {p.name: _protocol_json(p) for p in self.protocols},
+            "default_protocol": self.default_protocol,
+            "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
+        }
+        return json.dumps(document, sort_keys=True, separators=(",", ":")) + "\n"
+
+
+def write_manifest(manifest: Manifest, directory: Path) -> Path:
+    """Write via a temporary file and rename, so a reader never sees half a manifest."""
+    path = directory / MANIFEST_NAME
+    partial = directory / f".{MANIFEST_NAME}.partial"
+    partial.write_text(manifest.to_json())
+    os.replace(partial, path)
+    return path
+
+
+def load_manifest(directory: Path) -> Manifest:
+    """Read and check ``directory/manifest.json``; any problem is a one-line VireidError."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise VireidError(directory, "not a shard folder (missing)")
+    path = directory / MANIFEST_NAME
+    try:
+        document = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise VireidError(path, "missing (not a vireid shard folder, or an unfinished build)") \
+            from None
+    except (OSError, ValueError) as error:
+        raise VireidError(path, f"not a readable JSON manifest ({error})") from None
+    if not isinstance(document, dict) or document.get("schema") != MANIFEST_SCHEMA:
+        raise VireidError(path, f"not a {MANIFEST_SCHEMA} manifest")
+    if document.get("version") != MANIFEST_VERSION:
+        raise VireidError(path, f"manifest version {document.get('version')!r}; this vireid "
+                          f"reads version {MANIFEST_VERSION}: rebuild the shards")
+    try:
+        return _from_document(document)
+    except (KeyError, TypeError, ValueError, IndexError) as error:
+        raise VireidError(path, f"malformed manifest ({type(error).__name__}: {error})") from None
+
+
+def _from_document(doc: dict) -> Manifest:
+    image = doc["image"]
+    columns = doc["samples"]
+    count = len(columns["key"])
+    if any(len(columns[c]) != count for c in SAMPLE_COLUMNS):
+        raise ValueError("sample columns differ in length")
+    samples = tuple(
+        Sample(*(columns[c][i] for c in SAMPLE_COLUMNS[:4]), Modality(columns["modality"][i]),
+               columns["width"][i], columns["height"][i], columns["shard"][i])
+        for i in range(count)
+    )
+    return Manifest(
+        dataset=doc["dataset"], source=doc["source"], width=image["width"],
+        height=image["height"], encoding=Encoding(image["encoding"]), quality=image["quality"],
+        shards=tuple(ShardInfo(**{**s, "modality": Modality(s["modality"])})
+                     for s in doc["shards"]),
+        samples=samples,
+        identities=tuple(IdentityRange(Modality(m), p, a, b) for m, p, a, b in doc["identities"]),
+        train_views=tuple(_view(name, v) for name, v in doc["train_views"].items()),
+        protocols=tuple(_protocol(name, p) for name, p in doc["protocols"].items()),
+        default_protocol=doc["default_protocol"],
+        skipped=tuple(Skipped(**s) for s in doc["skipped"]),
+        created_by=doc["created_by"],
+    )
+
+
+def _plain(value):
+    return value.value if isinstance(value, Modality) else value
+
+
+def _shard_json(shard: ShardInfo) -> dict:
+    return {**shard.__dict__, "modality": shard.modality.value}
+
+
+def _view_json(view: TrainView) -> dict:
+    return {m.value: {"samples": list(s.samples), "labels": list(s.labels)}
+            for m, s in ((Modality.VISIBLE, view.visible), (Modality.INFRARED, view.infrared))}
+
+
+def _view(name: str, doc: dict) -> TrainView:
+    def part(m):
+        return LabeledSamples(tuple(doc[m]["samples"]), tuple(doc[m]["labels"]))
+    return TrainView(name, part("visible"), part("infrared"))
+
+
+def _protocol_json(protocol: Protocol) -> dict:
+    return {
+        "metric": protocol.metric,
+        "query_modality": protocol.query_modality.value,
+        "gallery_modality": protocol.gallery_modality.value,
+        "trials": [{"trial": t.trial, "query": list(t.query), "query_pids": list(t.query_pids),
+                    "gallery": list(t.gallery), "gallery_pids": list(t.gallery_pids)}
+                   for t in protocol.trials],
+    }
+
+
+def _protocol(name: str, doc: dict) -> Protocol:
+    trials = tuple(Trial(t["trial"], tuple(t["query"]), tuple(t["query_pids"]),
+                         tuple(t["gallery"]), tuple(t["gallery_pids"])) for t in doc["trials"])
+    return Protocol(name, doc["metric"], Modality(doc["query_modality"]),
+                    Modality(doc["gallery_modality"]), trials)
