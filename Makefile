@@ -1,0 +1,33 @@
+# The two commands of the README: `make demo` (main job on generated fake data) and
+# `make test` (the whole test suite). Both create the virtual environment they need.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# NVIDIA DALI wheel flavour: cuda130 (default) or cuda120, matching your CUDA driver.
+DALI ?= cuda130
+DEMO_DIR ?= demo
+
+.PHONY: install demo test lint bench clean
+
+install: $(BIN)/.installed
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[$(DALI),test]'
+	touch $@
+
+demo: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" bash tools/demo.sh $(DEMO_DIR)
+
+test: install
+	$(BIN)/python -m pytest -m "not gpu" tests
+
+lint: install
+	$(BIN)/ruff check vireid tests benchmarks tools
+
+bench: install
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR)

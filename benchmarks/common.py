@@ -1,0 +1,62 @@
+"""Shared helpers of the benchmark runners: timing, environment description, output."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+
+def environment() -> dict:
+    """What a row was measured on: machine, cores, library versions."""
+    import numpy
+    import PIL
+
+    versions = {"python": platform.python_version(), "numpy": numpy.__version__,
+                "pillow": PIL.__version__}
+    for name in ("torch", "nvidia.dali", "webdataset"):
+        try:
+            module = __import__(name, fromlist=["__version__"])
+            versions[name.split(".")[-1]] = getattr(module, "__version__", "?")
+        except ImportError:
+            versions[name.split(".")[-1]] = None
+    return {"machine": platform.node(), "cpu": platform.processor() or platform.machine(),
+            "cores": len(os.sched_getaffinity(0)), "versions": versions}
+
+
+def repeat(run: Callable[[], float], repeats: int) -> dict:
+    """Run ``run`` (returns seconds) ``repeats`` times: median and spread."""
+    times = [run() for _ in range(repeats)]
+    return {"seconds_median": statistics.median(times), "seconds_min": min(times),
+            "seconds_max": max(times), "repeats": repeats}
+
+
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def emit(rows: list[dict], results: Path | None) -> None:
+    """Print rows as JSON lines and a Markdown table; append them to ``results``."""
+    for row in rows:
+        print(json.dumps(row, sort_keys=True))
+    keys = ["name", "images", "images_per_s", "ratio_to_original", "seconds_median"]
+    print("\n| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))
+    for row in rows:
+        print("| " + " | ".join(_cell(row.get(k)) for k in keys) + " |")
+    if results:
+        results.parent.mkdir(parents=True, exist_ok=True)
+        with open(results, "a") as handle:
+            for row in rows:
+                handle.write(json.dumps(row, sort_keys=True) + "\n")
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    return "" if value is None else str(value)
