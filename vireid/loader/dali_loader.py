@@ -1,0 +1,149 @@
+"""DALI-backed loaders: identity-balanced training batches and in-order evaluation batches.
+
+Training bytes reach DALI through ``external_source`` whose callback is a pure function of
+(seed, epoch, step): resuming at any (epoch, step) reproduces the same batches exactly.
+Evaluation reads with ``fn.readers.webdataset`` through index files that list just the
+requested samples, so each test image is decoded once per evaluation.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from vireid.loader.augment import PAD
+from vireid.loader.dali_pipes import eval_pipeline, import_dali, train_pipeline
+from vireid.loader.source import ShardBytes
+from vireid.loader.train_base import TrainLoaderBase, default_threads, split_batch
+from vireid.shards.encode import Encoding
+from vireid.shards.tario import Member, index_text
+
+
+class TrainSource:
+    """The external_source callback: BatchInfo → bytes and augmentation arguments."""
+
+    def __init__(self, loader: TrainLoaderBase, start_epoch: int, start_step: int):
+        self.loader = loader
+        self.start_epoch, self.start_step = start_epoch, start_step
+        manifest = loader.source.manifest
+        self.raw_shape = ((manifest.height, manifest.width, 3)
+                          if manifest.encoding is Encoding.RAW else None)
+
+    def position(self, info) -> tuple[int, int]:
+        first = info.epoch_idx == 0
+        return (self.start_epoch + info.epoch_idx,
+                info.iteration + (self.start_step if first else 0))
+
+    def __call__(self, info):
+        epoch, step = self.position(info)
+        if step >= self.loader.sampler.steps_per_epoch:
+            raise StopIteration
+        plan = self.loader.plan(epoch, step)
+        data = [self.loader.source.read(int(i)) for i in plan.samples]
+        if self.raw_shape:
+            data = [d.reshape(self.raw_shape) for d in data]
+        p = plan.params
+        corner = [np.array([t - PAD, left - PAD], np.int32) for t, left in zip(p.top, p.left)]
+        mirror = [np.array(f, np.int32) for f in p.flip]
+        anchor = [np.array(box[:2], np.float32) for box in p.erase]
+        shape = [np.array(box[2:], np.float32) for box in p.erase]
+        return data, corner, mirror, anchor, shape
+
+
+class TrainLoader(TrainLoaderBase):
+    """Training batches decoded and augmented by DALI (see ``TrainLoaderBase``)."""
+
+    def __init__(self, shards_dir: Path, *, device: str = "cpu", device_id: int = 0,
+                 num_threads: int | None = None, prefetch: int = 2, **options):
+        super().__init__(shards_dir, **options)
+        import_dali()
+        self.device, self.device_id = device, device_id
+        self.num_threads = num_threads or default_threads()
+        self.prefetch = prefetch
+        self._iterator = None
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self._iterator = None  # rebuilt at the restored position
+
+    def _abandon(self) -> None:
+        self._iterator = None  # DALI has prefetched past (epoch, step): rebuild there
+
+    def _epoch_batches(self):
+        from nvidia.dali.plugin.pytorch import DALIGenericIterator
+
+        if self._iterator is None:
+            source = TrainSource(self, self.epoch, self.step)
+            pipe = train_pipeline(
+                source, batch_size=2 * self.per_rank, encoding=self.source.manifest.encoding,
+                height=self.height, width=self.width, device=self.device,
+                device_id=self.device_id, num_threads=self.num_threads, prefetch=self.prefetch)
+            self._iterator = DALIGenericIterator([pipe], ["images"], auto_reset=False)
+        else:
+            self._iterator.reset()
+        for output in self._iterator:
+            yield split_batch(output[0]["images"], self.per_rank)
+
+
+class EvalLoader:
+    """Batches of the requested samples in storage order: ``images`` (N,3,H,W) fp16
+    channels-last and ``samples`` (their global numbers)."""
+
+    def __init__(self, shards_dir: Path, samples, *, device: str = "cpu", device_id: int = 0,
+                 batch_size: int = 128, num_threads: int | None = None,
+                 size: tuple[int, int] | None = None, shard_id: int = 0, num_shards: int = 1):
+        import_dali()
+        self.source = ShardBytes(shards_dir)
+        manifest = self.source.manifest
+        wanted = np.unique(np.asarray(samples, dtype=np.int64))
+        self.samples = wanted[shard_id * len(wanted) // num_shards:
+                              (shard_id + 1) * len(wanted) // num_shards]
+        self.batch_size = batch_size
+        self._folder = Path(tempfile.mkdtemp(prefix="vireid-eval-idx-"))
+        paths, indexes = self._subset_indexes(wanted)
+        stored = (manifest.height, manifest.width)
+        self._pipe = eval_pipeline(
+            paths, indexes, batch_size=batch_size, encoding=manifest.encoding, stored=stored,
+            size=size or stored, device=device, device_id=device_id,
+            num_threads=num_threads or default_threads(), shard_id=shard_id,
+            num_shards=num_shards)
+
+    def _subset_indexes(self, wanted: np.ndarray) -> tuple[list[str], list[str]]:
+        """Per shard, an index file listing only the wanted samples' image members."""
+        manifest = self.source.manifest
+        extension = manifest.encoding.extension
+        paths, indexes = [], []
+        for number in np.unique(self.source.shard_of[wanted]):
+            chosen = wanted[self.source.shard_of[wanted] == number]
+            members = [Member(f"{manifest.samples[i].key}.{extension}",
+                              int(self.source.offsets[i]), int(self.source.sizes[i]))
+                       for i in chosen]
+            index = self._folder / f"{number:05d}.idx"
+            index.write_text(index_text(members))
+            paths.append(str(self.source.directory / manifest.shards[number].file))
+            indexes.append(str(index))
+        return paths, indexes
+
+    def __len__(self) -> int:
+        return -(-len(self.samples) // self.batch_size)
+
+    def __iter__(self):
+        from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
+
+        iterator = DALIGenericIterator([self._pipe], ["images"], reader_name="reader",
+                                       last_batch_policy=LastBatchPolicy.PARTIAL)
+        done = 0
+        for output in iterator:
+            images = output[0]["images"].permute(0, 3, 1, 2)
+            yield {"images": images, "samples": self.samples[done:done + len(images)]}
+            done += len(images)
+
+    def close(self) -> None:
+        shutil.rmtree(self._folder, ignore_errors=True)
+        self.source.close()
+
+    def __del__(self):
+        self.close()

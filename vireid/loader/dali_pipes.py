@@ -1,0 +1,90 @@
+"""The DALI graphs: one training graph and one evaluation graph, for CPU or GPU.
+
+The device is chosen in one place (``device``): "cuda" decodes with nvJPEG (``mixed``) and
+augments on the GPU; "cpu" builds the same graph with CPU operators and ``device_id=None``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from vireid.constants import IMAGENET_MEAN, IMAGENET_STD
+from vireid.errors import VireidError
+from vireid.shards.encode import Encoding
+
+
+def import_dali():
+    """Import DALI lazily, failing early with the fix in the message."""
+    try:
+        from nvidia import dali
+        from nvidia.dali import fn, types
+    except ImportError:
+        raise VireidError("nvidia-dali", "not installed: pip install 'vireid[cuda130]' (or "
+                          "[cuda120]), or use the reference loader (--loader reference)") from None
+    return dali, fn, types
+
+
+def _scaled(values) -> list[float]:
+    return [255.0 * v for v in values]
+
+
+def _pipeline(batch_size: int, num_threads: int, device: str, device_id: int, prefetch: int):
+    dali, _, _ = import_dali()
+    return dali.Pipeline(batch_size=batch_size, num_threads=num_threads,
+                         device_id=device_id if device == "cuda" else None,
+                         prefetch_queue_depth=prefetch)
+
+
+def _decode(data, encoding: Encoding, device: str, fn, types):
+    if encoding is Encoding.RAW:
+        return data.gpu() if device == "cuda" else data
+    return fn.decoders.image(data, device="mixed" if device == "cuda" else "cpu",
+                             output_type=types.RGB)
+
+
+def train_pipeline(source: Callable, *, batch_size: int, encoding: Encoding, height: int,
+                   width: int, device: str, device_id: int, num_threads: int, prefetch: int):
+    """external_source → decode → pad+crop (slice) → flip+normalise+fp16+HWC (CMN) → erase."""
+    _, fn, types = import_dali()
+    pipe = _pipeline(batch_size, num_threads, device, device_id, prefetch)
+    with pipe:
+        layout = "HWC" if encoding is Encoding.RAW else None
+        data, corner, mirror, erase_anchor, erase_shape = fn.external_source(
+            source=source, num_outputs=5, batch=True, batch_info=True,
+            layout=[layout, None, None, None, None])
+        images = _decode(data, encoding, device, fn, types)
+        images = fn.slice(images, corner, np.array([height, width], dtype=np.int32),
+                          axis_names="HW", out_of_bounds_policy="pad", fill_values=0)
+        images = fn.crop_mirror_normalize(
+            images, mirror=mirror, mean=_scaled(IMAGENET_MEAN), std=_scaled(IMAGENET_STD),
+            dtype=types.FLOAT16, output_layout="HWC")
+        images = fn.erase(images, anchor=erase_anchor, shape=erase_shape, axis_names="HW",
+                          fill_value=0)
+        pipe.set_outputs(images)
+    return pipe
+
+
+def eval_pipeline(paths: list[str], index_paths: list[str], *, batch_size: int,
+                  encoding: Encoding, stored: tuple[int, int], size: tuple[int, int],
+                  device: str, device_id: int, num_threads: int, shard_id: int = 0,
+                  num_shards: int = 1):
+    """readers.webdataset (with index files) → decode → resize if needed → normalise fp16."""
+    _, fn, types = import_dali()
+    pipe = _pipeline(batch_size, num_threads, device, device_id, 2)
+    with pipe:
+        data = fn.readers.webdataset(paths=paths, index_paths=index_paths,
+                                     ext=[encoding.extension], missing_component_behavior="error",
+                                     random_shuffle=False, pad_last_batch=True, name="reader",
+                                     shard_id=shard_id, num_shards=num_shards)
+        if encoding is Encoding.RAW:
+            data = fn.reshape(data, shape=[stored[0], stored[1], 3], layout="HWC")
+        images = _decode(data, encoding, device, fn, types)
+        if tuple(stored) != tuple(size):
+            images = fn.resize(images, size=list(size), antialias=True)
+        images = fn.crop_mirror_normalize(
+            images, mean=_scaled(IMAGENET_MEAN), std=_scaled(IMAGENET_STD),
+            dtype=types.FLOAT16, output_layout="HWC")
+        pipe.set_outputs(images)
+    return pipe

@@ -1,0 +1,94 @@
+"""The plain PyTorch loaders: PIL decoding and torchvision transforms, no DALI.
+
+The oracle of the tests and the fallback where DALI is not installed (e.g. macOS). Training
+applies SPEC §4 with torchvision's functional ops and the SAME parameters the DALI loader
+uses (``plan.py``), so both give the same pixels from the same shards.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision.transforms.functional as TF
+from PIL import Image
+
+from vireid.constants import IMAGENET_MEAN, IMAGENET_STD
+from vireid.loader.augment import PAD, AugmentParams
+from vireid.loader.source import ShardBytes
+from vireid.loader.train_base import TrainLoaderBase
+from vireid.shards.encode import Encoding
+
+
+def decode_pil(data: np.ndarray, encoding: Encoding, height: int, width: int) -> Image.Image:
+    if encoding is Encoding.RAW:
+        return Image.fromarray(data.reshape(height, width, 3))
+    return Image.open(io.BytesIO(data.tobytes())).convert("RGB")
+
+
+def to_normalised(image: Image.Image) -> torch.Tensor:
+    return TF.normalize(TF.to_tensor(image), IMAGENET_MEAN, IMAGENET_STD)
+
+
+def augment_one(image: Image.Image, params: AugmentParams, i: int) -> torch.Tensor:
+    """Pad 10 → crop → flip → to [0,1] → normalise → erase, as the original's transforms."""
+    width, height = image.size
+    image = TF.crop(TF.pad(image, PAD), int(params.top[i]), int(params.left[i]), height, width)
+    if params.flip[i]:
+        image = TF.hflip(image)
+    tensor = to_normalised(image)
+    top, left, h, w = (int(v) for v in params.erase[i])
+    tensor[:, top:top + h, left:left + w] = 0.0
+    return tensor
+
+
+def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
+    batch = torch.stack(tensors).to(torch.float16)
+    return batch.contiguous(memory_format=torch.channels_last)
+
+
+class ReferenceTrainLoader(TrainLoaderBase):
+    """Same batches as the DALI ``TrainLoader``, computed in Python on the CPU."""
+
+    def _epoch_batches(self):
+        manifest = self.source.manifest
+        for step in range(self.step, self.sampler.steps_per_epoch):
+            plan = self.plan(self.epoch, step)
+            images = [augment_one(decode_pil(self.source.read(int(s)), manifest.encoding,
+                                             self.height, self.width), plan.params, i)
+                      for i, s in enumerate(plan.samples)]
+            batch = _stack(images)
+            yield batch[:self.per_rank], batch[self.per_rank:]
+
+
+class ReferenceEvalLoader:
+    """In-order evaluation batches: resize (a no-op on pre-resized shards) and normalise."""
+
+    def __init__(self, shards_dir: Path, samples, *, batch_size: int = 128,
+                 size: tuple[int, int] | None = None, shard_id: int = 0, num_shards: int = 1,
+                 **_ignored):
+        self.source = ShardBytes(shards_dir)
+        manifest = self.source.manifest
+        wanted = np.unique(np.asarray(samples, dtype=np.int64))
+        self.samples = wanted[shard_id * len(wanted) // num_shards:
+                              (shard_id + 1) * len(wanted) // num_shards]
+        self.batch_size = batch_size
+        self.size = size or (manifest.height, manifest.width)
+
+    def __len__(self) -> int:
+        return -(-len(self.samples) // self.batch_size)
+
+    def __iter__(self):
+        manifest = self.source.manifest
+        for start in range(0, len(self.samples), self.batch_size):
+            chosen = self.samples[start:start + self.batch_size]
+            images = []
+            for s in chosen:
+                image = decode_pil(self.source.read(int(s)), manifest.encoding,
+                                   manifest.height, manifest.width)
+                if (image.height, image.width) != tuple(self.size):
+                    image = TF.resize(image, list(self.size))
+                images.append(to_normalised(image))
+            yield {"images": _stack(images), "samples": chosen}

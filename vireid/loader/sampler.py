@@ -1,0 +1,95 @@
+"""The identity sampler of SPEC §3 as a pure function of (seed, epoch, step, rank, world size).
+
+One step draws P identities without replacement and, for each, K visible and K infrared
+images (with replacement, as the original does), so block i of K images in both modalities
+shows the same identity. Steps per epoch = N // (P·K) + 1 with N = max(#visible, #infrared).
+
+Worked example, P=2, K=2, world size 1: step (epoch 3, step 5) might draw labels [7, 2]
+→ visible [v7a, v7b, v2a, v2b], infrared [i7a, i7a, i2b, i2c], labels [7, 7, 2, 2]. With world
+size 2 the same global draw is split: rank 0 gets label 7's block, rank 1 label 2's, so the
+ranks together see exactly what one process would.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from vireid.errors import VireidError
+from vireid.records import TrainView
+
+SAMPLER_STREAM = 0  # SeedSequence spawn keys: the sampler and augmentation draw separately
+AUGMENT_STREAM = 1
+
+
+def step_rng(seed: int, epoch: int, step: int, stream: int) -> np.random.Generator:
+    """The generator of one (seed, epoch, step) for one purpose; never the global RNG."""
+    return np.random.default_rng([seed, epoch, step, stream])
+
+
+@dataclass(frozen=True)
+class SampledStep:
+    """Global sample numbers of one step (this rank's share) and their labels."""
+
+    epoch: int
+    step: int
+    visible: np.ndarray
+    infrared: np.ndarray
+    labels: np.ndarray
+
+
+@dataclass(frozen=True)
+class IdentitySampler:
+    visible: tuple[np.ndarray, ...]  # per label: global sample numbers of its visible images
+    infrared: tuple[np.ndarray, ...]
+    num_visible: int
+    num_infrared: int
+    batch_ids: int = 8
+    num_pos: int = 4
+    seed: int = 0
+    replace: bool = True
+
+    @classmethod
+    def from_view(cls, view: TrainView, *, batch_ids: int = 8, num_pos: int = 4, seed: int = 0,
+                  replace: bool = True) -> IdentitySampler:
+        """Group a training view by label; labels must be 0..C-1, each in both modalities."""
+        pools = []
+        for part in (view.visible, view.infrared):
+            samples, labels = np.asarray(part.samples), np.asarray(part.labels)
+            classes = int(labels.max()) + 1 if len(labels) else 0
+            groups = tuple(samples[labels == c] for c in range(classes))
+            pools.append(groups)
+        if len(pools[0]) != len(pools[1]) or any(len(g) == 0 for p in pools for g in p):
+            raise VireidError(view.name, "training labels must be 0..C-1 and every label needs "
+                              "visible and infrared images")
+        if batch_ids > len(pools[0]):
+            raise VireidError(view.name, f"batch of {batch_ids} identities but only "
+                              f"{len(pools[0])} classes")
+        return cls(pools[0], pools[1], len(view.visible.samples), len(view.infrared.samples),
+                   batch_ids, num_pos, seed, replace)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.visible)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return max(self.num_visible, self.num_infrared) // (self.batch_ids * self.num_pos) + 1
+
+    def step(self, epoch: int, step: int, rank: int = 0, world_size: int = 1) -> SampledStep:
+        """This rank's share of step ``step`` of ``epoch``."""
+        if self.batch_ids % world_size:
+            raise VireidError("--batch-ids", f"{self.batch_ids} identities per step cannot be "
+                              f"split over {world_size} processes")
+        rng = step_rng(self.seed, epoch, step, SAMPLER_STREAM)
+        ids = rng.choice(self.num_classes, self.batch_ids, replace=False)
+        visible = np.concatenate([self._draw(rng, self.visible[i]) for i in ids])
+        infrared = np.concatenate([self._draw(rng, self.infrared[i]) for i in ids])
+        labels = np.repeat(ids, self.num_pos)
+        share = slice(rank * len(labels) // world_size, (rank + 1) * len(labels) // world_size)
+        return SampledStep(epoch, step, visible[share], infrared[share], labels[share])
+
+    def _draw(self, rng: np.random.Generator, pool: np.ndarray) -> np.ndarray:
+        replace = self.replace or len(pool) < self.num_pos
+        return pool[rng.choice(len(pool), self.num_pos, replace=replace)]

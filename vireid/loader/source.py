@@ -1,0 +1,83 @@
+"""Encoded bytes of any stored sample, read from the tar shards at their index offsets.
+
+Nothing is loaded up front: opening checks every shard against the manifest (size, index
+file, keys) so a wrong folder fails before the first batch with the file named, then each
+sample is one positional read (``os.pread``) of its image member. Reads go through the page
+cache without mapping the files, so the loader's resident memory does not grow with the
+dataset.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from vireid.errors import VireidError
+from vireid.shards.manifest import Manifest, load_manifest
+from vireid.shards.tario import parse_index, sha256_file, split_member
+
+
+class ShardBytes:
+    """``read(i)`` → the stored image bytes of global sample ``i`` as a uint8 array."""
+
+    def __init__(self, directory: Path, manifest: Manifest | None = None):
+        self.directory = Path(directory)
+        self.manifest = manifest or load_manifest(self.directory)
+        count = len(self.manifest.samples)
+        self.offsets = np.zeros(count, dtype=np.int64)
+        self.sizes = np.zeros(count, dtype=np.int64)
+        self.shard_of = np.zeros(count, dtype=np.int32)
+        self._files: dict[int, int] = {}
+        for number, shard in enumerate(self.manifest.shards):
+            self._check_shard(number, shard)
+
+    def _check_shard(self, number: int, shard) -> None:
+        tar, index = self.directory / shard.file, self.directory / shard.index
+        if not tar.is_file():
+            raise VireidError(tar, "missing shard")
+        if tar.stat().st_size != shard.bytes:
+            raise VireidError(tar, f"{tar.stat().st_size} bytes, the manifest says {shard.bytes}"
+                              " (truncated or replaced: run vireid-shard verify)")
+        if not index.is_file():
+            raise VireidError(index, "missing index file")
+        if sha256_file(index) != shard.index_sha256:
+            raise VireidError(index, "does not match the manifest (stale index)")
+        extension = self.manifest.encoding.extension
+        groups = parse_index(index)
+        if len(groups) != shard.count:
+            raise VireidError(index, f"{len(groups)} samples, the manifest says {shard.count}")
+        for position, group in enumerate(groups):
+            sample = shard.first + position
+            image = [m for m in group if split_member(m.name)[1] == extension]
+            key = split_member(group[0].name)[0]
+            if not image or key != self.manifest.samples[sample].key:
+                raise VireidError(index, f"sample {position} is {key!r}, the manifest expects "
+                                  f"{self.manifest.samples[sample].key!r} with a .{extension}")
+            self.offsets[sample] = image[0].offset
+            self.sizes[sample] = image[0].size
+            self.shard_of[sample] = number
+
+    def read(self, sample: int) -> np.ndarray:
+        number = int(self.shard_of[sample])
+        descriptor = self._files.get(number)
+        if descriptor is None:
+            path = self.directory / self.manifest.shards[number].file
+            descriptor = self._files[number] = os.open(path, os.O_RDONLY)
+        data = os.pread(descriptor, int(self.sizes[sample]), int(self.offsets[sample]))
+        return np.frombuffer(data, dtype=np.uint8)
+
+    def close(self) -> None:
+        for descriptor in self._files.values():
+            os.close(descriptor)
+        self._files.clear()
+
+    def __del__(self):
+        self.close()
+
+    def __getstate__(self):
+        """Picklable for worker processes: descriptors are reopened there."""
+        state = self.__dict__.copy()
+        state["_files"] = {}
+        return state

@@ -1,0 +1,111 @@
+"""What every training loader shares: view selection, sampler, position, batch contract.
+
+A batch is a dict: ``visible`` and ``infrared`` float16 tensors (P·K, 3, H, W) in
+channels-last memory, ``labels_visible`` and ``labels_infrared`` (int64, equal), ``epoch`` and
+``step``. Iterating a loader runs ONE epoch from its current position; ``state_dict()`` after
+any batch resumes exactly at the next one.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from vireid.errors import VireidError
+from vireid.loader.plan import StepPlan, plan_step
+from vireid.loader.sampler import IdentitySampler
+from vireid.loader.source import ShardBytes
+from vireid.records import TrainView
+from vireid.shards.manifest import Manifest
+
+
+def default_threads() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def select_view(manifest: Manifest, trial: int | None) -> TrainView:
+    """RegDB trains one model per trial (``trial1`` … ``trial10``, default 1); others ``train``."""
+    if manifest.dataset == "regdb":
+        return manifest.view(f"trial{1 if trial is None else trial}")
+    if trial is not None:
+        raise VireidError("--trial", f"{manifest.dataset} has one training set "
+                          "(trials are RegDB's)")
+    return manifest.view("train")
+
+
+def split_batch(images, per_modality: int):
+    """N×H×W×C → (visible, infrared) as channels-last N×C×H×W views (no copy)."""
+    nchw = images.permute(0, 3, 1, 2)
+    return nchw[:per_modality], nchw[per_modality:]
+
+
+class TrainLoaderBase:
+    def __init__(self, shards_dir: Path, *, batch_ids: int = 8, num_pos: int = 4, seed: int = 0,
+                 trial: int | None = None, augment: bool = True, rank: int = 0,
+                 world_size: int = 1, replace: bool = True):
+        self.source = ShardBytes(shards_dir)
+        manifest = self.source.manifest
+        self.view = select_view(manifest, trial)
+        self.sampler = IdentitySampler.from_view(self.view, batch_ids=batch_ids,
+                                                 num_pos=num_pos, seed=seed, replace=replace)
+        self.augment, self.rank, self.world_size = augment, rank, world_size
+        self.height, self.width = manifest.height, manifest.width
+        self.per_rank = batch_ids * num_pos // world_size
+        self.sampler.step(0, 0, rank, world_size)  # fail now on an impossible split
+        self.epoch = self.step = 0
+
+    @property
+    def num_classes(self) -> int:
+        return self.sampler.num_classes
+
+    def __len__(self) -> int:
+        return self.sampler.steps_per_epoch
+
+    def plan(self, epoch: int, step: int) -> StepPlan:
+        return plan_step(self.sampler, epoch, step, augment=self.augment, height=self.height,
+                         width=self.width, rank=self.rank, world_size=self.world_size)
+
+    def state_dict(self) -> dict:
+        return {"seed": self.sampler.seed, "epoch": self.epoch, "step": self.step,
+                "view": self.view.name, "batch_ids": self.sampler.batch_ids,
+                "num_pos": self.sampler.num_pos}
+
+    def load_state_dict(self, state: dict) -> None:
+        for key in ("seed", "view", "batch_ids", "num_pos"):
+            if state[key] != self.state_dict()[key]:
+                raise VireidError("checkpoint", f"loader state has {key}={state[key]!r}, "
+                                  f"this loader {self.state_dict()[key]!r}")
+        self.epoch, self.step = int(state["epoch"]), int(state["step"])
+        if self.step >= self.sampler.steps_per_epoch:
+            self.epoch, self.step = self.epoch + 1, 0
+
+    def __iter__(self):
+        import torch
+
+        finished = False
+        try:
+            for visible, infrared in self._epoch_batches():
+                labels = self.sampler.step(self.epoch, self.step, self.rank,
+                                           self.world_size).labels
+                labels = torch.as_tensor(np.asarray(labels, dtype=np.int64),
+                                         device=visible.device)
+                batch = {"visible": visible, "infrared": infrared, "labels_visible": labels,
+                         "labels_infrared": labels.clone(), "epoch": self.epoch,
+                         "step": self.step}
+                self.step += 1  # before yielding: state_dict() now points at the next batch
+                yield batch
+            finished = True
+        finally:
+            if finished:
+                self.epoch, self.step = self.epoch + 1, 0
+            else:
+                self._abandon()
+
+    def _epoch_batches(self):
+        """Yield (visible, infrared) tensors for the steps from ``self.step`` to the end."""
+        raise NotImplementedError
+
+    def _abandon(self) -> None:
+        """An epoch was left early: the next iteration restarts at ``(epoch, step)``."""
