@@ -67,6 +67,12 @@ class TrainLoaderBase:
         return plan_step(self.sampler, epoch, step, augment=self.augment, height=self.height,
                          width=self.width, rank=self.rank, world_size=self.world_size)
 
+    def seek(self, epoch: int, step: int = 0) -> None:
+        """Continue at (epoch, step) — e.g. the next epoch after one was cut short."""
+        if (epoch, step) != (self.epoch, self.step):
+            self.epoch, self.step = epoch, step
+            self._abandon()
+
     def state_dict(self) -> dict:
         return {"seed": self.sampler.seed, "epoch": self.epoch, "step": self.step,
                 "view": self.view.name, "batch_ids": self.sampler.batch_ids,

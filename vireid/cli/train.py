@@ -1,0 +1,94 @@
+"""``vireid-train``: the two-stream AGW trainer on vireid shards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from vireid.cli.common import new_app, stderr, user_errors
+from vireid.cli.tables import render_rows
+from vireid.train.config import TrainConfig
+from vireid.train.reporting import Reporter
+
+app = new_app("Train AGW (two-stream ResNet, non-local, GeM, WRT loss) on vireid shards.")
+
+
+class ProgressReporter(Reporter):
+    """One progress bar per epoch on stderr: loss parts, learning rate, images/s."""
+
+    def __init__(self):
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), console=stderr)
+        self.task = None
+
+    def epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
+        self.progress.start()
+        self.task = self.progress.add_task(f"epoch {epoch + 1}/{epochs}", total=steps,
+                                           stats="")
+
+    def log(self, stats: dict) -> None:
+        text = (f"loss {stats['loss']:.3f} (id {stats['loss_id']:.3f} tri "
+                f"{stats['loss_triplet']:.3f}) lr {stats['lr']:.4f} "
+                f"{stats['images_per_s']:.0f} img/s")
+        self.progress.update(self.task, completed=min(stats["step"] + 1, stats["steps"]),
+                             stats=text)
+
+    def epoch_end(self, epoch: int, stats: dict) -> None:
+        self.progress.update(self.task, completed=self.progress.tasks[-1].total)
+        self.progress.stop()
+
+    def evaluation(self, epoch: int, rows: list[dict]) -> None:
+        means = [r for r in rows if r["trial"] == "mean"]
+        stderr.print(render_rows(means, title=f"evaluation after epoch {epoch + 1}"),
+                     markup=False, highlight=False)
+
+
+@app.command()
+def train(
+    shards: Path = typer.Option(..., help="Shard folder written by `vireid-shard build`."),
+    out: Path = typer.Option(..., help="Run folder: config, metrics.jsonl, tb/, checkpoints/."),
+    trial: int = typer.Option(None, help="RegDB trial to train on (1-10, default 1)."),
+    epochs: int = typer.Option(81, min=1, help="Epochs (the original trains 81)."),
+    batch_ids: int = typer.Option(8, min=1, help="Identities per step, P (original "
+                                  "--batch-size)."),
+    num_pos: int = typer.Option(4, min=1, help="Images per identity and modality, K."),
+    lr: float = typer.Option(0.1, help="Base learning rate (BNNeck and classifier; the rest "
+                             "uses 0.1×)."),
+    weight_decay: float = typer.Option(5e-4, help="SGD weight decay."),
+    method: str = typer.Option("agw", help="agw (non-local, GeM, WRT) or base (hard triplet)."),
+    arch: str = typer.Option("resnet50", help="Backbone: resnet50 (original) or resnet18."),
+    pretrained: str = typer.Option("torchvision", help="ImageNet weights: torchvision, a "
+                                   "PATH to a ResNet state dict, or none."),
+    amp: str = typer.Option("auto", help="Mixed precision: auto (fp16 on CUDA, off on CPU), "
+                            "bf16, fp16 or off (float32, as the original)."),
+    channels_last: bool = typer.Option(True, help="Channels-last model and inputs."),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the model."),
+    seed: int = typer.Option(0, help="Seed of initialisation, sampling and augmentation."),
+    eval_every: int = typer.Option(2, min=1, help="Evaluate every N epochs and at the end."),
+    protocol: str = typer.Option(None, help="Protocol to evaluate (default: the dataset's)."),
+    loader: str = typer.Option("dali", help="dali or reference (plain PyTorch)."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    num_threads: int = typer.Option(None, help="DALI threads (default: all cores)."),
+    max_steps: int = typer.Option(None, help="Cut every epoch after N steps (smoke runs)."),
+    log_every: int = typer.Option(10, min=1, help="Report losses every N steps."),
+    resume: bool = typer.Option(False, help="Continue the run in --out from its checkpoint."),
+) -> None:
+    """Train and evaluate; `--resume` continues an interrupted run exactly."""
+    from vireid.train.runner import run_training
+
+    config = TrainConfig(
+        shards=str(shards), out=str(out), trial=trial, epochs=epochs, batch_ids=batch_ids,
+        num_pos=num_pos, lr=lr, weight_decay=weight_decay, method=method, arch=arch,
+        pretrained=pretrained, amp=amp, channels_last=channels_last, compile=compile,
+        seed=seed, eval_every=eval_every, eval_protocol=protocol, loader=loader, device=device,
+        num_threads=num_threads, max_steps=max_steps, log_every=log_every, resume=resume)
+    with user_errors():
+        rows = run_training(config, ProgressReporter())
+    typer.echo(render_rows([r for r in rows if r["trial"] == "mean"], title="final"))
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,59 @@
+"""One feature-extraction loop: every requested test image once, through its modality's stem."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from vireid.loader import make_eval_loader
+from vireid.records import Modality
+
+
+@dataclass(frozen=True)
+class Features:
+    """L2-normalised features of a set of samples; rows follow ``samples`` (sorted)."""
+
+    samples: np.ndarray
+    pool: np.ndarray
+    fc: np.ndarray
+
+    def rows(self, wanted) -> np.ndarray:
+        """Row numbers of the given global sample numbers (each must have been extracted)."""
+        return np.searchsorted(self.samples, np.asarray(wanted, dtype=np.int64))
+
+    def get(self, kind: str, wanted) -> np.ndarray:
+        return getattr(self, kind)[self.rows(wanted)]
+
+
+@torch.no_grad()
+def extract_features(model, shards_dir, by_modality: dict[Modality, np.ndarray], *,
+                     loader: str = "dali", device: torch.device, amp_dtype=None,
+                     batch_size: int = 64, channels_last: bool = True, num_threads=None,
+                     shard_id: int = 0, num_shards: int = 1) -> Features:
+    """Run ``model`` in eval mode over the samples of each modality; returns pool/fc features."""
+    model.eval()
+    samples, pool, fc = [], [], []
+    for modality, wanted in by_modality.items():
+        options = {"batch_size": batch_size, "shard_id": shard_id, "num_shards": num_shards}
+        if loader == "dali":
+            options.update(device=device.type, device_id=device.index or 0,
+                           num_threads=num_threads)
+        batches = make_eval_loader(loader, shards_dir, wanted, **options)
+        for batch in batches:
+            images = batch["images"].to(device, non_blocking=True)
+            images = images if amp_dtype else images.float()
+            fmt = torch.channels_last if channels_last else torch.contiguous_format
+            images = images.contiguous(memory_format=fmt)
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
+                                enabled=amp_dtype is not None):
+                stem = {"visible": images} if modality is Modality.VISIBLE else \
+                    {"infrared": images}
+                pooled, bn = model(**stem)
+            samples.append(np.asarray(batch["samples"], dtype=np.int64))
+            pool.append(pooled.float().cpu().numpy())
+            fc.append(bn.float().cpu().numpy())
+    order = np.argsort(np.concatenate(samples), kind="stable")
+    return Features(np.concatenate(samples)[order], np.concatenate(pool)[order],
+                    np.concatenate(fc)[order])

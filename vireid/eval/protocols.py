@@ -1,0 +1,71 @@
+"""Protocol trials over extracted features: each test image extracted once, selected per trial.
+
+The original re-extracts the gallery for every trial; here ``test_samples`` is the union of
+every trial's rows and columns, extracted once, and each trial only indexes into it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from vireid.eval.metrics import MetricResult, evaluate
+
+from vireid.eval.features import Features
+from vireid.records import Protocol
+from vireid.shards.manifest import Manifest
+
+RANKS = (1, 5, 10, 20)
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    trial: int
+    feature: str
+    metrics: MetricResult
+
+    def row(self) -> dict:
+        return {"trial": self.trial, "feature": self.feature,
+                **{f"rank{k}": float(self.metrics.cmc[k - 1]) for k in RANKS},
+                "mAP": float(self.metrics.mAP), "mINP": float(self.metrics.mINP)}
+
+
+def test_samples(manifest: Manifest, protocol: Protocol, trials=None) -> dict:
+    """Global sample numbers to extract, per modality (union over the chosen trials)."""
+    by_modality: dict = {}
+    for trial in _chosen(protocol, trials):
+        for refs in (trial.query, trial.gallery):
+            for i in refs:
+                by_modality.setdefault(manifest.samples[i].modality, set()).add(i)
+    return {m: np.array(sorted(s), dtype=np.int64) for m, s in by_modality.items()}
+
+
+def run_protocol(manifest: Manifest, protocol: Protocol, features: Features,
+                 feature: str = "pool", trials=None) -> list[TrialResult]:
+    """Metrics of every (chosen) trial; distance = −cosine similarity, as the original."""
+    cams = np.array([s.cam for s in manifest.samples])
+    results = []
+    for trial in _chosen(protocol, trials):
+        query = features.get(feature, trial.query)
+        gallery = features.get(feature, trial.gallery)
+        distances = -(query @ gallery.T)
+        metrics = evaluate(distances, np.asarray(trial.query_pids),
+                           np.asarray(trial.gallery_pids), cams[list(trial.query)],
+                           cams[list(trial.gallery)], protocol.metric)
+        results.append(TrialResult(trial.trial, feature, metrics))
+    return results
+
+
+def mean_row(results: list[TrialResult]) -> dict:
+    """The average over trials, as reported in papers."""
+    rows = [r.row() for r in results]
+    keys = [k for k in rows[0] if k not in ("trial", "feature")]
+    return {"trial": "mean", "feature": rows[0]["feature"],
+            **{k: float(np.mean([row[k] for row in rows])) for k in keys}}
+
+
+def _chosen(protocol: Protocol, trials):
+    if trials is None:
+        return protocol.trials
+    wanted = set(trials)
+    return [t for t in protocol.trials if t.trial in wanted]

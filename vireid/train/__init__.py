@@ -1,0 +1,1 @@
+"""Training: configuration, losses, schedule, one-epoch loop, checkpoints, the run itself."""

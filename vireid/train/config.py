@@ -1,0 +1,67 @@
+"""The resolved training configuration: built at the CLI edge, passed down as plain values."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+AMP_MODES = ("auto", "bf16", "fp16", "off")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    shards: str
+    out: str
+    trial: int | None = None
+    epochs: int = 81
+    batch_ids: int = 8
+    num_pos: int = 4
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_epochs: int = 10
+    milestones: tuple[int, int] = (20, 50)
+    method: str = "agw"
+    arch: str = "resnet50"
+    pretrained: str = "torchvision"
+    amp: str = "auto"
+    channels_last: bool = True
+    compile: bool = False
+    seed: int = 0
+    replace: bool = True
+    eval_every: int = 2
+    eval_protocol: str | None = None
+    eval_batch_size: int = 64
+    loader: str = "dali"
+    device: str = "auto"
+    num_threads: int | None = None
+    log_every: int = 10
+    max_steps: int | None = None  # cut every epoch short (smoke runs and tests)
+    resume: bool = False
+
+    def to_dict(self) -> dict:
+        values = dataclasses.asdict(self)
+        values["milestones"] = list(self.milestones)
+        return values
+
+    def compatible_keys(self) -> tuple[str, ...]:
+        """Settings a resumed run must share with the run that wrote the checkpoint."""
+        return ("shards", "trial", "batch_ids", "num_pos", "method", "arch", "seed", "replace",
+                "lr", "momentum", "weight_decay", "warmup_epochs", "milestones", "amp",
+                "max_steps")
+
+
+def resolve_device(requested: str) -> str:
+    import torch
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return requested
+
+
+def resolve_amp(requested: str, device: str):
+    """auto: fp16 on CUDA (with a gradient scaler), off on CPU. Returns a torch dtype or None."""
+    import torch
+
+    mode = ("fp16" if device == "cuda" else "off") if requested == "auto" else requested
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[mode]

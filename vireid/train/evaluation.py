@@ -1,0 +1,85 @@
+"""Evaluation of a model on a protocol of its shards: extract once, score every trial."""
+
+from __future__ import annotations
+
+from vireid.eval.features import extract_features
+from vireid.eval.protocols import mean_row, run_protocol, test_samples
+from vireid.shards.manifest import load_manifest
+
+FEATURES = ("pool", "fc")
+
+
+def protocol_trials(manifest, protocol_name: str | None, trial: int | None):
+    """The protocol to score and its trials: RegDB scores the trial it trained on."""
+    protocol = manifest.protocol(protocol_name or manifest.default_protocol)
+    if manifest.dataset == "regdb":
+        chosen = 1 if trial is None else trial
+        manifest.trial(protocol.name, chosen)
+        return protocol, [chosen]
+    return protocol, None
+
+
+def score(manifest, protocol, features, trials, kinds=FEATURES) -> list[dict]:
+    """Per-trial rows and the mean row, for each feature kind."""
+    rows = []
+    for kind in kinds:
+        results = run_protocol(manifest, protocol, features, kind, trials)
+        rows += [{"protocol": protocol.name, **r.row()} for r in results]
+        rows.append({"protocol": protocol.name, **mean_row(results)})
+    return rows
+
+
+def evaluate_model(model, config, device, amp_dtype) -> list[dict]:
+    """Rows of metrics.jsonl for the run's protocol (both "pool" and "fc" features)."""
+    manifest = load_manifest(config.shards)
+    protocol, trials = protocol_trials(manifest, config.eval_protocol, config.trial)
+    features = extract_features(
+        model, config.shards, test_samples(manifest, protocol, trials), loader=config.loader,
+        device=device, amp_dtype=amp_dtype, batch_size=config.eval_batch_size,
+        channels_last=config.channels_last, num_threads=config.num_threads)
+    return score(manifest, protocol, features, trials)
+
+
+def test_checkpoint(shards, checkpoint, *, protocol_name=None, trial=None, kinds=FEATURES,
+                    loader="dali", device="auto", amp="auto", batch_size=64,
+                    channels_last=True, num_threads=None) -> list[dict]:
+    """``vireid-test``: every trial of a protocol for a saved model, features extracted once."""
+    import torch
+
+    from vireid.model import build_model
+    from vireid.train.checkpoint import load_checkpoint
+    from vireid.train.config import resolve_amp, resolve_device
+
+    state = load_checkpoint(checkpoint)
+    manifest = load_manifest(shards)
+    device = torch.device(resolve_device(device))
+    model = build_model(state["num_classes"], arch=state["arch"], method=state["method"],
+                        pretrained="none")
+    load_weights(model, state, checkpoint)
+    model = model.to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if trial is None and manifest.dataset == "regdb":
+        trial = state["config"].get("trial")
+    protocol, trials = protocol_trials(manifest, protocol_name, trial)
+    if trial is not None and manifest.dataset != "regdb":
+        manifest.trial(protocol.name, trial)
+        trials = [trial]
+    features = extract_features(
+        model, shards, test_samples(manifest, protocol, trials), loader=loader, device=device,
+        amp_dtype=resolve_amp(amp, device.type), batch_size=batch_size,
+        channels_last=channels_last, num_threads=num_threads)
+    return score(manifest, protocol, features, trials, kinds)
+
+
+def load_weights(model, state: dict, where) -> None:
+    """Load a checkpoint's weights, or say in one line why they do not fit this model."""
+    from vireid.errors import VireidError
+
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, KeyError) as error:
+        first = str(error).strip().splitlines()[0][:160]
+        raise VireidError(where, f"weights do not fit a {state.get('arch')} "
+                          f"{state.get('method')} model with {state.get('num_classes')} "
+                          f"classes ({first})") from None

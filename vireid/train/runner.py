@@ -1,0 +1,125 @@
+"""A whole training run: set-up, resume, epochs, checkpoints, evaluation, metrics.jsonl.
+
+RUN_DIR holds everything to reproduce and resume the run: ``config.json``, ``versions.json``,
+``metrics.jsonl`` (one JSON line per epoch and per evaluation), ``tb/`` (TensorBoard scalars)
+and ``checkpoints/last.pt`` (written atomically after every epoch).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from vireid.errors import VireidError
+from vireid.loader import make_train_loader
+from vireid.train.checkpoint import load_checkpoint, restore_rng, rng_state, save_checkpoint
+from vireid.train.config import TrainConfig, resolve_amp, resolve_device
+from vireid.train.engine import train_one_epoch
+from vireid.train.evaluation import evaluate_model, load_weights
+from vireid.train.reporting import Reporter, RunLog, library_versions
+from vireid.train.schedule import Schedule, make_optimizer, make_scheduler
+
+log = logging.getLogger(__name__)
+
+
+def checkpoint_path(out: Path) -> Path:
+    return Path(out) / "checkpoints" / "last.pt"
+
+
+def run_training(config: TrainConfig, reporter: Reporter | None = None) -> list[dict]:
+    """Train (or resume) as ``config`` says; returns the evaluation rows of the run."""
+    reporter = reporter or Reporter()
+    out = Path(config.out)
+    _check_out_dir(out, config)
+    device = torch.device(resolve_device(config.device))
+    amp_dtype = resolve_amp(config.amp, device.type)
+    torch.manual_seed(config.seed)  # model initialisation; batches have their own generators
+    loader = make_train_loader(config.loader, config.shards, batch_ids=config.batch_ids,
+                               num_pos=config.num_pos, seed=config.seed, trial=config.trial,
+                               replace=config.replace, device=device.type,
+                               device_id=device.index or 0, num_threads=config.num_threads)
+    model, optimizer, scheduler, scaler = _build(config, loader.num_classes, device, amp_dtype)
+    start = _resume(config, out, model, optimizer, scheduler, scaler, loader) \
+        if config.resume else 0
+    run_log = RunLog(out, config, library_versions())
+    evaluations = []
+    for epoch in range(start, config.epochs):
+        loader.seek(epoch, 0)  # a no-op unless the previous epoch was cut short
+        reporter.epoch_start(epoch, config.epochs, min(len(loader), config.max_steps or 10**9))
+        stats = train_one_epoch(model, loader, optimizer, scaler, device=device,
+                                amp_dtype=amp_dtype, method=config.method,
+                                channels_last=config.channels_last, log_every=config.log_every,
+                                max_steps=config.max_steps, on_log=reporter.log)
+        scheduler.step()
+        loader.seek(epoch + 1, 0)
+        _save(out, config, epoch, model, optimizer, scheduler, scaler, loader)
+        run_log.epoch({"epoch": epoch, **stats})
+        reporter.epoch_end(epoch, stats)
+        if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
+            rows = evaluate_model(model, config, device, amp_dtype)
+            for row in rows:
+                run_log.evaluation({"epoch": epoch, **row})
+            reporter.evaluation(epoch, rows)
+            evaluations = rows
+    run_log.close()
+    return evaluations
+
+
+def _check_out_dir(out: Path, config: TrainConfig) -> None:
+    if config.resume and not checkpoint_path(out).is_file():
+        raise VireidError(checkpoint_path(out), "nothing to resume (no checkpoint)")
+    if not config.resume and checkpoint_path(out).is_file():
+        raise VireidError(out, "already holds a run (pass --resume to continue it, or choose "
+                          "another --out)")
+
+
+def _build(config: TrainConfig, num_classes: int, device: torch.device, amp_dtype):
+    from vireid.model import build_model
+
+    model = build_model(num_classes, arch=config.arch, method=config.method,
+                        pretrained=config.pretrained).to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model.param_groups(config.lr), momentum=config.momentum,
+                               weight_decay=config.weight_decay)
+    schedule = Schedule(config.warmup_epochs, tuple(config.milestones))
+    scheduler = make_scheduler(optimizer, schedule)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)
+    if config.compile:
+        model = torch.compile(model)
+    return model, optimizer, scheduler, scaler
+
+
+def _plain(model):
+    """The module behind torch.compile / DDP wrappers (for state dicts)."""
+    model = getattr(model, "_orig_mod", model)
+    return getattr(model, "module", model)
+
+
+def _save(out, config, epoch, model, optimizer, scheduler, scaler, loader) -> None:
+    save_checkpoint({
+        "epoch": epoch, "config": config.to_dict(), "model": _plain(model).state_dict(),
+        "num_classes": loader.num_classes, "arch": config.arch, "method": config.method,
+        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(), "loader": loader.state_dict(), "rng": rng_state(),
+    }, checkpoint_path(out))
+
+
+def _resume(config, out, model, optimizer, scheduler, scaler, loader) -> int:
+    state = load_checkpoint(checkpoint_path(out))
+    saved = state["config"]
+    for key in config.compatible_keys():
+        mine = config.to_dict()[key]
+        if saved.get(key) != mine:
+            raise VireidError(checkpoint_path(out), f"was written with {key}={saved.get(key)!r}"
+                              f", this run has {mine!r}")
+    load_weights(_plain(model), state, checkpoint_path(out))
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    scaler.load_state_dict(state["scaler"])
+    loader.load_state_dict(state["loader"])
+    restore_rng(state["rng"])
+    log.info("resuming %s after epoch %d", out, state["epoch"])
+    return int(state["epoch"]) + 1
