@@ -67,6 +67,11 @@ def train(
     channels_last: bool = typer.Option(True, help="Channels-last model and inputs."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the model."),
     seed: int = typer.Option(0, help="Seed of initialisation, sampling and augmentation."),
+    sampler: str = typer.Option("epoch", help="Identity order: epoch (every identity in every "
+                                "epoch) or original (independent draws per step, as the "
+                                "original)."),
+    replace: bool = typer.Option(True, help="Draw an identity's K images with replacement "
+                                 "(the original) or without (--no-replace)."),
     eval_every: int = typer.Option(2, min=1, help="Evaluate every N epochs and at the end."),
     protocol: str = typer.Option(None, help="Protocol to evaluate (default: the dataset's)."),
     loader: str = typer.Option("dali", help="dali or reference (plain PyTorch)."),
@@ -83,7 +88,8 @@ def train(
         shards=str(shards), out=str(out), trial=trial, epochs=epochs, batch_ids=batch_ids,
         num_pos=num_pos, lr=lr, weight_decay=weight_decay, method=method, arch=arch,
         pretrained=pretrained, amp=amp, channels_last=channels_last, compile=compile,
-        seed=seed, eval_every=eval_every, eval_protocol=protocol, loader=loader, device=device,
+        seed=seed, sampler=sampler, replace=replace, eval_every=eval_every,
+        eval_protocol=protocol, loader=loader, device=device,
         num_threads=num_threads, max_steps=max_steps, log_every=log_every, resume=resume)
     with user_errors():
         rows = run_training(config, ProgressReporter())

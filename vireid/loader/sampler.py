@@ -4,6 +4,10 @@ One step draws P identities without replacement and, for each, K visible and K i
 images (with replacement, as the original does), so block i of K images in both modalities
 shows the same identity. Steps per epoch = N // (P·K) + 1 with N = max(#visible, #infrared).
 
+Identity order (``order``): "epoch" (default) walks shuffled passes over all identities, so
+every identity appears in an epoch whenever steps × P ≥ classes; "original" draws each step's
+identities independently, as the original's sampler does (some identities may miss an epoch).
+
 Worked example, P=2, K=2, world size 1: step (epoch 3, step 5) might draw labels [7, 2]
 → visible [v7a, v7b, v2a, v2b], infrared [i7a, i7a, i2b, i2c], labels [7, 7, 2, 2]. With world
 size 2 the same global draw is split: rank 0 gets label 7's block, rank 1 label 2's, so the
@@ -12,6 +16,7 @@ ranks together see exactly what one process would.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,8 +24,10 @@ import numpy as np
 from vireid.errors import VireidError
 from vireid.records import TrainView
 
-SAMPLER_STREAM = 0  # SeedSequence spawn keys: the sampler and augmentation draw separately
+SAMPLER_STREAM = 0  # SeedSequence keys: sampler, augmentation and identity order draw apart
 AUGMENT_STREAM = 1
+ORDER_STREAM = 2
+ORDERS = ("epoch", "original")
 
 
 def step_rng(seed: int, epoch: int, step: int, stream: int) -> np.random.Generator:
@@ -49,10 +56,11 @@ class IdentitySampler:
     num_pos: int = 4
     seed: int = 0
     replace: bool = True
+    order: str = "epoch"
 
     @classmethod
     def from_view(cls, view: TrainView, *, batch_ids: int = 8, num_pos: int = 4, seed: int = 0,
-                  replace: bool = True) -> IdentitySampler:
+                  replace: bool = True, order: str = "epoch") -> IdentitySampler:
         """Group a training view by label; labels must be 0..C-1, each in both modalities."""
         pools = []
         for part in (view.visible, view.infrared):
@@ -66,8 +74,10 @@ class IdentitySampler:
         if batch_ids > len(pools[0]):
             raise VireidError(view.name, f"batch of {batch_ids} identities but only "
                               f"{len(pools[0])} classes")
+        if order not in ORDERS:
+            raise VireidError("--sampler", f"unknown identity order {order!r} ({ORDERS})")
         return cls(pools[0], pools[1], len(view.visible.samples), len(view.infrared.samples),
-                   batch_ids, num_pos, seed, replace)
+                   batch_ids, num_pos, seed, replace, order)
 
     @property
     def num_classes(self) -> int:
@@ -82,8 +92,14 @@ class IdentitySampler:
         if self.batch_ids % world_size:
             raise VireidError("--batch-ids", f"{self.batch_ids} identities per step cannot be "
                               f"split over {world_size} processes")
+        if not 0 <= step < self.steps_per_epoch:
+            raise ValueError(f"step {step} outside 0..{self.steps_per_epoch - 1}")
         rng = step_rng(self.seed, epoch, step, SAMPLER_STREAM)
-        ids = rng.choice(self.num_classes, self.batch_ids, replace=False)
+        if self.order == "epoch":
+            ids = epoch_order(self.seed, epoch, self.num_classes, self.batch_ids,
+                              self.steps_per_epoch)[step]
+        else:
+            ids = rng.choice(self.num_classes, self.batch_ids, replace=False)
         visible = np.concatenate([self._draw(rng, self.visible[i]) for i in ids])
         infrared = np.concatenate([self._draw(rng, self.infrared[i]) for i in ids])
         labels = np.repeat(ids, self.num_pos)
@@ -93,3 +109,23 @@ class IdentitySampler:
     def _draw(self, rng: np.random.Generator, pool: np.ndarray) -> np.ndarray:
         replace = self.replace or len(pool) < self.num_pos
         return pool[rng.choice(len(pool), self.num_pos, replace=replace)]
+
+
+@functools.lru_cache(maxsize=8)
+def epoch_order(seed: int, epoch: int, classes: int, batch_ids: int, steps: int) -> np.ndarray:
+    """(steps, P) identities of one epoch: consecutive shuffled passes over all classes.
+
+    Leftovers of a pass (< P) open the next step, followed by a fresh permutation without
+    them, so no step repeats an identity. Example, 5 classes, P=2: passes [3,0,4,1,2] and
+    [1,4,0,2,3] give steps [3,0] [4,1] [2,1] [4,0] [3,…]. Memoised: it is a pure function.
+    """
+    rng = np.random.default_rng([seed, epoch, ORDER_STREAM])
+    rows, pool = [], []
+    for _ in range(steps):
+        if len(pool) < batch_ids:
+            pool += [int(c) for c in rng.permutation(classes) if c not in pool]
+        rows.append(pool[:batch_ids])
+        pool = pool[batch_ids:]
+    order = np.array(rows, dtype=np.int64)
+    order.setflags(write=False)
+    return order

@@ -44,12 +44,13 @@ def split_batch(images, per_modality: int):
 class TrainLoaderBase:
     def __init__(self, shards_dir: Path, *, batch_ids: int = 8, num_pos: int = 4, seed: int = 0,
                  trial: int | None = None, augment: bool = True, rank: int = 0,
-                 world_size: int = 1, replace: bool = True):
+                 world_size: int = 1, replace: bool = True, order: str = "epoch"):
         self.source = ShardBytes(shards_dir)
         manifest = self.source.manifest
         self.view = select_view(manifest, trial)
         self.sampler = IdentitySampler.from_view(self.view, batch_ids=batch_ids,
-                                                 num_pos=num_pos, seed=seed, replace=replace)
+                                                 num_pos=num_pos, seed=seed, replace=replace,
+                                                 order=order)
         self.augment, self.rank, self.world_size = augment, rank, world_size
         self.height, self.width = manifest.height, manifest.width
         self.per_rank = batch_ids * num_pos // world_size
@@ -76,10 +77,10 @@ class TrainLoaderBase:
     def state_dict(self) -> dict:
         return {"seed": self.sampler.seed, "epoch": self.epoch, "step": self.step,
                 "view": self.view.name, "batch_ids": self.sampler.batch_ids,
-                "num_pos": self.sampler.num_pos}
+                "num_pos": self.sampler.num_pos, "order": self.sampler.order}
 
     def load_state_dict(self, state: dict) -> None:
-        for key in ("seed", "view", "batch_ids", "num_pos"):
+        for key in ("seed", "view", "batch_ids", "num_pos", "order"):
             if state[key] != self.state_dict()[key]:
                 raise VireidError("checkpoint", f"loader state has {key}={state[key]!r}, "
                                   f"this loader {self.state_dict()[key]!r}")

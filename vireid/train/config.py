@@ -29,6 +29,7 @@ class TrainConfig:
     compile: bool = False
     seed: int = 0
     replace: bool = True
+    sampler: str = "epoch"
     eval_every: int = 2
     eval_protocol: str | None = None
     eval_batch_size: int = 64
@@ -47,7 +48,7 @@ class TrainConfig:
     def compatible_keys(self) -> tuple[str, ...]:
         """Settings a resumed run must share with the run that wrote the checkpoint."""
         return ("shards", "trial", "batch_ids", "num_pos", "method", "arch", "seed", "replace",
-                "lr", "momentum", "weight_decay", "warmup_epochs", "milestones", "amp",
+                "sampler", "lr", "momentum", "weight_decay", "warmup_epochs", "milestones", "amp",
                 "max_steps")
 
 

@@ -38,7 +38,8 @@ def run_training(config: TrainConfig, reporter: Reporter | None = None) -> list[
     torch.manual_seed(config.seed)  # model initialisation; batches have their own generators
     loader = make_train_loader(config.loader, config.shards, batch_ids=config.batch_ids,
                                num_pos=config.num_pos, seed=config.seed, trial=config.trial,
-                               replace=config.replace, device=device.type,
+                               replace=config.replace, order=config.sampler,
+                               device=device.type,
                                device_id=device.index or 0, num_threads=config.num_threads)
     model, optimizer, scheduler, scaler = _build(config, loader.num_classes, device, amp_dtype)
     start = _resume(config, out, model, optimizer, scheduler, scaler, loader) \
