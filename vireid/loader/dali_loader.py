@@ -142,8 +142,9 @@ class EvalLoader:
             done += len(images)
 
     def close(self) -> None:
-        shutil.rmtree(self._folder, ignore_errors=True)
-        self.source.close()
+        if hasattr(self, "_folder"):
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self.source.close()
 
     def __del__(self):
         self.close()

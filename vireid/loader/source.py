@@ -23,13 +23,13 @@ class ShardBytes:
     """``read(i)`` → the stored image bytes of global sample ``i`` as a uint8 array."""
 
     def __init__(self, directory: Path, manifest: Manifest | None = None):
+        self._files: dict[int, int] = {}
         self.directory = Path(directory)
         self.manifest = manifest or load_manifest(self.directory)
         count = len(self.manifest.samples)
         self.offsets = np.zeros(count, dtype=np.int64)
         self.sizes = np.zeros(count, dtype=np.int64)
         self.shard_of = np.zeros(count, dtype=np.int32)
-        self._files: dict[int, int] = {}
         for number, shard in enumerate(self.manifest.shards):
             self._check_shard(number, shard)
 

@@ -1,0 +1,175 @@
+"""Training-loader images/s on this machine, side by side with the original, in one run.
+
+Rows: the original loader (uint8 arrays in RAM, per-image PIL/torchvision transforms,
+DataLoader with 2 workers, global-RNG identity sampler), vireid DALI over JPEG / raw / PNG
+shards, the DALI decode-only ceiling over the same JPEG bytes, the PyTorch reference loader,
+and DALI on the GPU when there is one. Then time to first batch and peak RSS, each measured in
+a fresh process, at two dataset sizes.
+
+    python -m benchmarks.loader                      # the full run (30,000-image set)
+    python -m benchmarks.loader --ids 20 --images-per-camera 2 --steps 2 --repeats 1 \
+        --startup-ids 20 30                          # smoke size
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.common import emit, environment
+
+BATCH_IDS, NUM_POS = 8, 4
+IMAGES_PER_STEP = 2 * BATCH_IDS * NUM_POS
+
+
+def throughput(batches, steps: int, warmup: int, repeats: int) -> dict:
+    """images/s over ``steps`` batches after ``warmup`` batches; median of repeats."""
+    rates = []
+    iterator = iter(batches())
+    for _ in range(warmup):
+        next(iterator)
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(steps):
+            next(iterator)
+        rates.append(steps * IMAGES_PER_STEP / (time.perf_counter() - start))
+    rates.sort()
+    return {"images_per_s": rates[len(rates) // 2], "images_per_s_min": rates[0],
+            "images_per_s_max": rates[-1], "repeats": repeats, "steps": steps}
+
+
+def endless(make):
+    """Iterate a per-epoch loader forever."""
+    def batches():
+        loader = make()
+        while True:
+            yield from loader
+    return batches
+
+
+def decode_only(shards: Path, threads: int):
+    """The JPEG ceiling: the same bytes through DALI's decoder and nothing else."""
+    import numpy as np
+    from nvidia.dali import fn, pipeline_def, types
+
+    from vireid.loader.sampler import IdentitySampler
+    from vireid.loader.source import ShardBytes
+    from vireid.loader.train_base import select_view
+
+    source = ShardBytes(shards)
+    sampler = IdentitySampler.from_view(select_view(source.manifest, None))
+
+    def feed(info):
+        step = sampler.step(0, info.iteration % sampler.steps_per_epoch)
+        return [source.read(int(i)) for i in np.concatenate([step.visible, step.infrared])]
+
+    @pipeline_def(batch_size=IMAGES_PER_STEP, num_threads=threads, device_id=None)
+    def pipe():
+        return fn.decoders.image(fn.external_source(feed, batch=True, batch_info=True),
+                                 device="cpu", output_type=types.RGB)
+
+    built = pipe()
+    built.build()
+
+    def batches():
+        while True:
+            yield built.run()
+    return batches
+
+
+def loader_rows(args, work: Path, env: dict) -> list[dict]:
+    from benchmarks.datasets import fake_sysu, mean_encoded_kb, shards_of
+    from vireid.loader import make_train_loader
+    from vireid.loader.train_base import default_threads
+
+    root = fake_sysu(work, args.ids, args.images_per_camera)
+    threads = default_threads()
+    base = {**env, "benchmark": "train_loader", "batch": IMAGES_PER_STEP,
+            "device": "cpu"}
+    measure = dict(steps=args.steps, warmup=args.warmup, repeats=args.repeats)
+    rows = [{**base, "name": "original (uint8 in RAM, PIL, 2 workers)", "threads": 2,
+             **original_throughput(root, measure)}]
+    jpeg = shards_of(root, "jpeg", work)
+    for encoding in ("jpeg", "raw", "png"):
+        shards = shards_of(root, encoding, work)
+        rows.append({**base, "name": f"vireid DALI cpu ({encoding} shards)", "threads": threads,
+                     "mean_encoded_kb": mean_encoded_kb(shards),
+                     **throughput(endless(lambda s=shards: make_train_loader(
+                         "dali", s, num_threads=threads)), **measure)})
+    rows.append({**base, "name": "DALI decode-only ceiling (jpeg)", "threads": threads,
+                 **throughput(decode_only(jpeg, threads), **measure)})
+    rows.append({**base, "name": "vireid reference loader (jpeg, PyTorch)", "threads": 1,
+                 **throughput(endless(lambda: make_train_loader("reference", jpeg)),
+                              **measure)})
+    if _has_gpu():
+        rows.append({**base, "device": "cuda", "name": "vireid DALI gpu (jpeg shards)",
+                     "threads": threads, **throughput(endless(lambda: make_train_loader(
+                         "dali", jpeg, device="cuda", num_threads=threads)), **measure)})
+    original = rows[0]["images_per_s"]
+    ceiling = next(r for r in rows if r["name"].startswith("DALI decode-only"))["images_per_s"]
+    for row in rows:
+        row["ratio_to_original"] = row["images_per_s"] / original
+        row["images_per_s_per_thread"] = row["images_per_s"] / row["threads"]
+        if "jpeg" in row["name"]:
+            row["fraction_of_decode_ceiling"] = row["images_per_s"] / ceiling
+    return rows
+
+
+def original_throughput(root: Path, measure: dict) -> dict:
+    from benchmarks.datasets import training_arrays
+    from benchmarks.original.loader import original_loader
+
+    arrays = training_arrays(root)
+    return throughput(endless(lambda: original_loader(*arrays, workers=2)), **measure)
+
+
+def startup_rows(args, work: Path, env: dict) -> list[dict]:
+    """Time to first batch and peak RSS, each in a fresh process, at two dataset sizes."""
+    from benchmarks.datasets import fake_sysu, shards_of
+
+    rows = []
+    for ids in args.startup_ids:
+        root = fake_sysu(work, ids, args.startup_images_per_camera)
+        shards = shards_of(root, "jpeg", work)
+        for kind, target in (("original", root), ("vireid-dali", shards)):
+            result = json.loads(subprocess.run(
+                [sys.executable, "-m", "benchmarks.probe", kind, str(target),
+                 "--steps", str(args.probe_steps)],
+                check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+            rows.append({**env, "benchmark": "startup", "name": kind, "ids": ids, **result})
+    return rows
+
+
+def _has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def main(argv=None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, default=Path("/tmp/vireid-bench"))
+    parser.add_argument("--ids", type=int, default=100, help="fake SYSU ids for throughput")
+    parser.add_argument("--images-per-camera", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--startup-ids", type=int, nargs=2, default=[300, 1200],
+                        help="two dataset sizes (ids) for start-up time and RSS")
+    parser.add_argument("--startup-images-per-camera", type=int, default=5)
+    parser.add_argument("--probe-steps", type=int, default=5)
+    parser.add_argument("--results", type=Path, default=None)
+    args = parser.parse_args(argv)
+    args.work.mkdir(parents=True, exist_ok=True)
+    env = environment()
+    rows = loader_rows(args, args.work, env) + startup_rows(args, args.work, env)
+    emit(rows, args.results)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
