@@ -13,7 +13,7 @@ from vireid.records import MODALITIES, Modality
 
 def original_ids(path) -> list[str]:
     with open(path) as handle:
-        return ["%04d" % int(y) for y in handle.read().splitlines()[0].split(",")]
+        return ["%04d" % int(y) for y in handle.read().splitlines()[0].split(",")]  # noqa: UP031
 
 
 def original_files(root, cameras, ids) -> list[str]:
