@@ -1,0 +1,78 @@
+"""Models: ``build_model(num_classes, arch, method, pretrained)``; ``list_models()``.
+
+``pretrained``: "none", "torchvision" (ImageNet weights from the torch hub cache, downloaded
+where online) or the PATH of a torchvision-format ResNet state dict. Unavailable weights are
+reported with a warning and training starts from random initialisation.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+import torchvision
+
+from vireid.errors import VireidError
+from vireid.model.agw import AGW
+from vireid.model.backbone import ARCHS, TwoStreamResNet
+
+log = logging.getLogger(__name__)
+METHODS = ("agw", "base")
+WEIGHTS = {"resnet50": "ResNet50_Weights", "resnet18": "ResNet18_Weights"}
+
+
+def list_models() -> list[str]:
+    return sorted(ARCHS)
+
+
+def build_model(num_classes: int, arch: str = "resnet50", method: str = "agw",
+                pretrained: str = "torchvision") -> AGW:
+    if arch not in ARCHS:
+        raise VireidError("--arch", f"unknown architecture {arch!r} ({', '.join(ARCHS)})")
+    if method not in METHODS:
+        raise VireidError("--method", f"unknown method {method!r} ({', '.join(METHODS)})")
+    spec = ARCHS[arch]
+    resnet = getattr(torchvision.models, spec.builder)(weights=None)
+    state = imagenet_state(arch, pretrained)
+    if state is not None:
+        _load_resnet(resnet, state, pretrained)
+    backbone = TwoStreamResNet(resnet, spec, non_local=method == "agw")
+    return AGW(backbone, spec.features, num_classes, method)
+
+
+def imagenet_state(arch: str, pretrained: str) -> dict | None:
+    """ImageNet weights as a state dict, or None (with a warning when they were wanted)."""
+    if pretrained == "none":
+        return None
+    if pretrained == "torchvision":
+        weights = getattr(torchvision.models, WEIGHTS[arch]).IMAGENET1K_V1
+        try:
+            return weights.get_state_dict(progress=False)
+        except Exception as error:  # noqa: BLE001 - offline: URLError, OSError, ...
+            log.warning("ImageNet weights for %s are not available (%s: %s); training from "
+                        "random initialisation. Pass --pretrained PATH to use a local file.",
+                        arch, type(error).__name__, str(error)[:120])
+            return None
+    path = Path(pretrained)
+    if not path.is_file():
+        log.warning("pretrained weights %s not found; training from random initialisation",
+                    path)
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001
+        raise VireidError(path, f"not a readable state dict ({type(error).__name__})") from None
+
+
+def _load_resnet(resnet, state: dict, source: str) -> None:
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    try:
+        missing, unexpected = resnet.load_state_dict(state, strict=False)
+    except RuntimeError as error:
+        raise VireidError(source, "weights do not fit this architecture "
+                          f"({str(error).splitlines()[1].strip()[:120]})") from None
+    missing = [k for k in missing if not k.startswith("fc.")]
+    if missing or unexpected:
+        raise VireidError(source, f"weights do not fit this architecture (missing "
+                          f"{missing[:2]}, unexpected {unexpected[:2]})")
