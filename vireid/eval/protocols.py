@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from vireid.eval.metrics import MetricResult, evaluate
 
 from vireid.eval.features import Features
+from vireid.eval.metrics import MetricResult, evaluate
 from vireid.records import Protocol
 from vireid.shards.manifest import Manifest
 

@@ -1,0 +1,1 @@
+"""Evaluation: features (one extraction loop), protocols (trials), metrics (vectorised)."""
