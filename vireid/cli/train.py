@@ -19,31 +19,36 @@ class ProgressReporter(Reporter):
     """One progress bar per epoch on stderr: loss parts, learning rate, images/s."""
 
     def __init__(self):
-        self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), console=stderr)
+        self.progress = None
         self.task = None
 
     def epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), console=stderr)
         self.progress.start()
         self.task = self.progress.add_task(f"epoch {epoch + 1}/{epochs}", total=steps,
                                            stats="")
 
     def log(self, stats: dict) -> None:
-        text = (f"loss {stats['loss']:.3f} (id {stats['loss_id']:.3f} tri "
-                f"{stats['loss_triplet']:.3f}) lr {stats['lr']:.4f} "
-                f"{stats['images_per_s']:.0f} img/s")
         self.progress.update(self.task, completed=min(stats["step"] + 1, stats["steps"]),
-                             stats=text)
+                             stats=self._text(stats))
 
     def epoch_end(self, epoch: int, stats: dict) -> None:
-        self.progress.update(self.task, completed=self.progress.tasks[-1].total)
+        self.progress.update(self.task, completed=self.progress.tasks[-1].total,
+                             stats=self._text(stats))
         self.progress.stop()
+
+    @staticmethod
+    def _text(stats: dict) -> str:
+        return (f"loss {stats['loss']:.3f} (id {stats['loss_id']:.3f} tri "
+                f"{stats['loss_triplet']:.3f}) lr {stats['lr']:.4f} "
+                f"{stats['images_per_s']:.0f} img/s")
 
     def evaluation(self, epoch: int, rows: list[dict]) -> None:
         means = [r for r in rows if r["trial"] == "mean"]
         stderr.print(render_rows(means, title=f"evaluation after epoch {epoch + 1}"),
-                     markup=False, highlight=False)
+                     markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -58,6 +63,9 @@ def train(
     lr: float = typer.Option(0.1, help="Base learning rate (BNNeck and classifier; the rest "
                              "uses 0.1×)."),
     weight_decay: float = typer.Option(5e-4, help="SGD weight decay."),
+    warmup_epochs: int = typer.Option(10, min=0, help="Linear warm-up epochs."),
+    milestones: tuple[int, int] = typer.Option((20, 50), help="Epochs where the learning "
+                                               "rate drops 10× (two values)."),
     method: str = typer.Option("agw", help="agw (non-local, GeM, WRT) or base (hard triplet)."),
     arch: str = typer.Option("resnet50", help="Backbone: resnet50 (original) or resnet18."),
     pretrained: str = typer.Option("torchvision", help="ImageNet weights: torchvision, a "
@@ -73,6 +81,7 @@ def train(
     replace: bool = typer.Option(True, help="Draw an identity's K images with replacement "
                                  "(the original) or without (--no-replace)."),
     eval_every: int = typer.Option(2, min=1, help="Evaluate every N epochs and at the end."),
+    eval_batch_size: int = typer.Option(64, min=1, help="Images per evaluation batch."),
     protocol: str = typer.Option(None, help="Protocol to evaluate (default: the dataset's)."),
     loader: str = typer.Option("dali", help="dali or reference (plain PyTorch)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
@@ -86,9 +95,11 @@ def train(
 
     config = TrainConfig(
         shards=str(shards), out=str(out), trial=trial, epochs=epochs, batch_ids=batch_ids,
-        num_pos=num_pos, lr=lr, weight_decay=weight_decay, method=method, arch=arch,
+        num_pos=num_pos, lr=lr, weight_decay=weight_decay, warmup_epochs=warmup_epochs,
+        milestones=tuple(milestones), method=method, arch=arch,
         pretrained=pretrained, amp=amp, channels_last=channels_last, compile=compile,
         seed=seed, sampler=sampler, replace=replace, eval_every=eval_every,
+        eval_batch_size=eval_batch_size,
         eval_protocol=protocol, loader=loader, device=device,
         num_threads=num_threads, max_steps=max_steps, log_every=log_every, resume=resume)
     with user_errors():

@@ -26,7 +26,7 @@ class TrialResult:
 
     def row(self) -> dict:
         return {"trial": self.trial, "feature": self.feature,
-                **{f"rank{k}": float(self.metrics.cmc[k - 1]) for k in RANKS},
+                **{f"rank{k}": self.metrics.rank(k) for k in RANKS},
                 "mAP": float(self.metrics.mAP), "mINP": float(self.metrics.mINP)}
 
 
