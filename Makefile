@@ -21,7 +21,7 @@ demo: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash tools/demo.sh $(DEMO_DIR)
 
 test: install
-	$(BIN)/python -m pytest -m "not gpu" tests
+	$(BIN)/python -m pytest tests
 
 lint: install
 	$(BIN)/ruff check vireid tests benchmarks tools
