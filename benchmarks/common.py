@@ -41,11 +41,16 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
+TABLE_COLUMNS = ("benchmark", "name", "device", "threads", "batch", "images", "images_per_s",
+                 "ratio_to_original", "seconds_median", "seconds_to_first_batch",
+                 "peak_rss_mb")
+
+
 def emit(rows: list[dict], results: Path | None) -> None:
     """Print rows as JSON lines and a Markdown table; append them to ``results``."""
     for row in rows:
         print(json.dumps(row, sort_keys=True))
-    keys = ["name", "images", "images_per_s", "ratio_to_original", "seconds_median"]
+    keys = [k for k in TABLE_COLUMNS if any(k in row for row in rows)]
     print("\n| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))
     for row in rows:
         print("| " + " | ".join(_cell(row.get(k)) for k in keys) + " |")

@@ -119,6 +119,26 @@ def loader_rows(args, work: Path, env: dict) -> list[dict]:
     return rows
 
 
+def scaling_rows(args, work: Path, env: dict) -> list[dict]:
+    """DALI (JPEG shards) images/s for 1, 2, … threads, up to the cores available."""
+    from benchmarks.datasets import fake_sysu, shards_of
+    from vireid.loader import make_train_loader
+    from vireid.loader.train_base import default_threads
+
+    jpeg = shards_of(fake_sysu(work, args.ids, args.images_per_camera), "jpeg", work)
+    measure = dict(steps=args.steps, warmup=args.warmup, repeats=args.repeats)
+    rows = []
+    for threads in range(1, default_threads() + 1):
+        rows.append({**env, "benchmark": "loader_scaling", "device": "cpu",
+                     "batch": IMAGES_PER_STEP, "threads": threads,
+                     "name": f"vireid DALI cpu (jpeg), {threads} thread(s)",
+                     **throughput(endless(lambda t=threads: make_train_loader(
+                         "dali", jpeg, num_threads=t)), **measure)})
+    for row in rows:
+        row["images_per_s_per_thread"] = row["images_per_s"] / row["threads"]
+    return rows
+
+
 def original_throughput(root: Path, measure: dict) -> dict:
     from benchmarks.datasets import training_arrays
     from benchmarks.original.loader import original_loader
@@ -158,7 +178,7 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--startup-ids", type=int, nargs=2, default=[300, 1200],
+    parser.add_argument("--startup-ids", type=int, nargs=2, default=[300, 1250],
                         help="two dataset sizes (ids) for start-up time and RSS")
     parser.add_argument("--startup-images-per-camera", type=int, default=5)
     parser.add_argument("--probe-steps", type=int, default=5)
@@ -166,7 +186,8 @@ def main(argv=None) -> list[dict]:
     args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
     env = environment()
-    rows = loader_rows(args, args.work, env) + startup_rows(args, args.work, env)
+    rows = (loader_rows(args, args.work, env) + scaling_rows(args, args.work, env)
+            + startup_rows(args, args.work, env))
     emit(rows, args.results)
     return rows
 

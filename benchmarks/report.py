@@ -1,0 +1,85 @@
+"""Markdown report and PNG plots from a results JSON-lines file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+SECTIONS = [
+    ("train_loader", "Training loader (batches of 2×8×4 = 64 images at 288×144)"),
+    ("loader_scaling", "Loader scaling with threads"),
+    ("startup", "Start-up: time to first batch and peak RSS (fresh process each)"),
+    ("train_step", "Training step"),
+    ("shard_build", "Shard building"),
+    ("evaluation", "Evaluation: feature extraction for the SYSU 10-trial protocol"),
+    ("metrics", "Metrics: SYSU 10 trials"),
+]
+COLUMNS = {
+    "startup": ["name", "dataset_images", "seconds_to_ready", "seconds_to_first_batch",
+                "seconds_to_first_batch_with_imports", "rss_after_imports_mb", "rss_mb",
+                "data_rss_mb", "peak_rss_mb", "peak_rss_children_mb"],
+    "loader_scaling": ["name", "threads", "images_per_s", "images_per_s_per_thread"],
+}
+DEFAULT = ["name", "device", "threads", "images_per_s", "ratio_to_original", "seconds_median",
+           "mean_encoded_kb", "fraction_of_decode_ceiling"]
+
+
+def write_report(results: Path, report: Path) -> Path:
+    rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
+    env = rows[0] if rows else {}
+    lines = [f"# vireid benchmarks — {report.stem}", "",
+             f"Machine: {env.get('cpu')} with {env.get('cores')} cores; versions: "
+             f"{json.dumps(env.get('versions', {}))}. Medians of repeats; ratios are to the "
+             "original's approach measured in the same run. GPU rows appear only on a GPU "
+             "machine.", ""]
+    for key, title in SECTIONS:
+        section = [r for r in rows if r.get("benchmark") == key]
+        if not section:
+            continue
+        columns = [c for c in COLUMNS.get(key, DEFAULT) if any(c in r for r in section)]
+        lines += [f"## {title}", "", "| " + " | ".join(columns) + " |",
+                  "|" + "---|" * len(columns)]
+        lines += ["| " + " | ".join(_cell(r.get(c)) for c in columns) + " |" for r in section]
+        lines.append("")
+    for png in _plots(rows, report):
+        lines += [f"![{png.stem}]({png.name})", ""]
+    report.write_text("\n".join(lines))
+    return report
+
+
+def _plots(rows: list[dict], report: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    loaders = [r for r in rows if r.get("benchmark") == "train_loader"]
+    if loaders:
+        figure, axis = plt.subplots(figsize=(8, 0.5 * len(loaders) + 1.5))
+        axis.barh([r["name"] for r in loaders], [r["images_per_s"] for r in loaders])
+        axis.invert_yaxis()
+        axis.set_xlabel("images / s")
+        axis.set_title("training loader throughput")
+        figure.tight_layout()
+        written.append(report.with_name(f"{report.stem}-loader.png"))
+        figure.savefig(written[-1], dpi=100)
+        plt.close(figure)
+    scaling = [r for r in rows if r.get("benchmark") == "loader_scaling"]
+    if scaling:
+        figure, axis = plt.subplots(figsize=(5, 3.5))
+        axis.plot([r["threads"] for r in scaling], [r["images_per_s"] for r in scaling], "o-")
+        axis.set_xlabel("DALI threads")
+        axis.set_ylabel("images / s")
+        axis.set_title("loader scaling (JPEG shards, CPU)")
+        figure.tight_layout()
+        written.append(report.with_name(f"{report.stem}-scaling.png"))
+        figure.savefig(written[-1], dpi=100)
+        plt.close(figure)
+    return written
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    return "" if value is None else str(value)
