@@ -1,92 +1,238 @@
-"""The fake trees: real layouts, deterministic, varied, and learnable across modalities."""
+"""The fake trees: read by the real readers, in the real layouts, deterministic, varied, and
+carrying an identity pattern that survives the change of modality."""
 
 from __future__ import annotations
 
 import hashlib
+import re
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from PIL import Image
 
-from vireid.datasets import read_dataset
+from vireid.datasets import list_datasets, read_dataset
 from vireid.errors import VireidError
-from vireid.fake import list_fake_datasets, make_fake
+from vireid.fake import list_fake_datasets, make_fake, sysu
+from vireid.records import Modality
+
+IMAGE_SUFFIXES = (".jpg", ".bmp")
 
 
-def digest(root) -> dict:
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """``built(dataset, seed=0)`` → a default-sized FakeTree, generated once per module."""
+    cache = {}
+
+    def make(dataset: str, seed: int = 0):
+        if (dataset, seed) not in cache:
+            root = tmp_path_factory.mktemp(f"fake-{dataset}-{seed}") / dataset
+            cache[dataset, seed] = make_fake(dataset, root, seed=seed)
+        return cache[dataset, seed]
+
+    return make
+
+
+def images_of(root) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
+                  if p.is_file() and p.suffix in IMAGE_SUFFIXES)
+
+
+def digest(root) -> dict[str, str]:
     return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+def lines_of(path) -> list[str]:
+    text = path.read_text(encoding="utf-8")
+    assert text.endswith("\n") and "\r" not in text
+    return text.splitlines()
+
+
+def test_every_reader_has_a_fake():
+    assert list_fake_datasets() == list_datasets()
+
+
 @pytest.mark.parametrize("dataset", list_fake_datasets())
-def test_tree_is_read_by_its_reader_and_deterministic(tmp_path, dataset):
-    tree = make_fake(dataset, tmp_path / "a", seed=4)
-    images = [p for p in tree.root.rglob("*") if p.suffix in (".jpg", ".bmp")]
-    assert len(images) == tree.num_images
+def test_reader_reads_exactly_the_written_images(built, dataset):
+    tree = built(dataset)
     raw = read_dataset(dataset, tree.root)
-    assert len(raw.records) == tree.num_images
+    on_disk = images_of(tree.root)
+    assert tree.dataset == dataset
+    assert len(on_disk) == tree.num_images == len(raw.records)
+    assert sorted(r.path for r in raw.records) == on_disk
     assert len({r.pid for r in raw.records}) == tree.num_ids
-    assert digest(tree.root) == digest(make_fake(dataset, tmp_path / "b", seed=4).root)
-    assert digest(tree.root) != digest(make_fake(dataset, tmp_path / "c", seed=5).root)
-    sizes = {Image.open(p).size for p in images[:40]}
-    assert len(sizes) > 10  # varied image sizes
+    for modality in Modality:
+        assert any(r.modality is modality for r in raw.records)
 
 
-def test_sysu_layout_details(tmp_path):
-    root = make_fake("sysu", tmp_path / "s", ids=12).root
-    assert sorted(p.name for p in root.iterdir()) == ["cam1", "cam2", "cam3", "cam4", "cam5",
-                                                      "cam6", "exp"]
+@pytest.mark.parametrize("dataset", list_fake_datasets())
+def test_same_arguments_give_identical_bytes(built, tmp_path, dataset):
+    first = digest(built(dataset).root)
+    again = digest(make_fake(dataset, tmp_path / "again", seed=0).root)
+    assert again == first
+    other = digest(built(dataset, seed=1).root)
+    assert other != first
+    assert len(set(other.values()) & set(first.values())) < len(first) // 4
+
+
+@pytest.mark.parametrize("dataset", list_fake_datasets())
+def test_sizes_vary_and_infrared_is_grey_rgb(built, dataset):
+    tree = built(dataset)
+    sizes = set()
+    for record in read_dataset(dataset, tree.root).records:
+        with Image.open(tree.root / record.path) as image:
+            assert image.mode == "RGB"
+            assert image.format == ("BMP" if dataset == "regdb" else "JPEG")
+            pixels = np.asarray(image, dtype=np.int16)
+        width, height = pixels.shape[1], pixels.shape[0]
+        assert 60 <= width <= 160 and 140 <= height <= 320
+        sizes.add((width, height))
+        spread = np.abs(pixels - pixels[..., :1]).max()
+        if record.modality is Modality.INFRARED:
+            assert spread == 0  # three identical channels
+        else:
+            assert spread > 30  # coloured
+    assert len(sizes) > tree.num_images // 3
+
+
+def test_sysu_layout(built):
+    tree = built("sysu")
+    root = tree.root
+    assert sorted(p.name for p in root.iterdir()) == [f"cam{c}" for c in range(1, 7)] + ["exp"]
+    splits = {}
     for name in ("train", "val", "test"):
-        lines = (root / "exp" / f"{name}_id.txt").read_text().splitlines()
-        assert len(lines) == 1 and all(x.isdigit() for x in lines[0].split(","))
+        lines = lines_of(root / "exp" / f"{name}_id.txt")
+        assert len(lines) == 1 and re.fullmatch(r"\d+(,\d+)*", lines[0])
+        splits[name] = [int(x) for x in lines[0].split(",")]
+    assert [len(splits[n]) for n in ("train", "val", "test")] == [8, 2, 6]
     cameras = {}
     for folder in root.glob("cam*/*"):
-        assert len(folder.name) == 4 and folder.name.isdigit()
-        cameras.setdefault(folder.name, set()).add(folder.parent.name)
-    assert any(len(c) < 6 for c in cameras.values())  # some pid misses some camera
+        assert re.fullmatch(r"\d{4}", folder.name)
+        names = sorted(p.name for p in folder.iterdir())
+        assert names == [f"{n:04d}.jpg" for n in range(1, 4)]
+        cameras.setdefault(int(folder.name), set()).add(int(folder.parent.name[3:]))
+    assert sorted(cameras) == sorted(sum(splits.values(), []))  # disjoint, covering every pid
     for cams in cameras.values():
-        assert cams & {"cam3", "cam6"} and cams & {"cam1", "cam2", "cam4", "cam5"}
+        assert cams & {3, 6} and cams & {1, 2, 4, 5}
+    assert any(len(cams) < 6 for cams in cameras.values())
+    assert len(set(map(frozenset, cameras.values()))) > 1  # camera subsets vary
 
 
-def test_regdb_and_llcm_layout_details(tmp_path):
-    regdb = make_fake("regdb", tmp_path / "r").root
-    for t in range(1, 11):
+def test_regdb_layout(built):
+    root = built("regdb").root
+    for pid in range(1, 13):
+        for folder, tag in (("Visible", "v"), ("Thermal", "t")):
+            names = sorted(p.name for p in (root / folder / str(pid)).iterdir())
+            assert len(names) == 10
+            for name in names:
+                assert re.fullmatch(rf"(male|female)_(front|back)_{tag}_\d{{5}}_{pid}\.bmp", name)
+                assert (root / folder / str(pid) / name).read_bytes()[:2] == b"BM"
+    assert len(list((root / "idx").iterdir())) == 40
+    splits = set()
+    for trial in range(1, 11):
+        labels = {}
         for split in ("train", "test"):
-            for kind in ("visible", "thermal"):
-                lines = (regdb / "idx" / f"{split}_{kind}_{t}.txt").read_text().splitlines()
-                assert all(len(line.split(" ")) == 2 for line in lines)
-    llcm = make_fake("llcm", tmp_path / "l").root
-    assert not (llcm / "test_nir" / "cam3").exists()
-    assert sorted(p.name for p in (llcm / "test_nir").iterdir()) == [
+            for kind, folder in (("visible", "Visible"), ("thermal", "Thermal")):
+                lines = lines_of(root / "idx" / f"{split}_{kind}_{trial}.txt")
+                assert all(re.fullmatch(rf"{folder}/\d+/\S+\.bmp \d+", x) for x in lines)
+                pairs = {(int(x.split("/")[1]), int(x.split(" ")[1])) for x in lines}
+                pids = sorted(p for p, _ in pairs)
+                assert sorted(pairs) == [(pid, pids.index(pid)) for pid in pids]  # by rank
+                assert len(lines) == 10 * len(pairs)
+                labels.setdefault(split, pairs)
+                assert labels[split] == pairs  # visible and thermal agree
+        train, test = ({p for p, _ in labels[s]} for s in ("train", "test"))
+        assert len(train) == len(test) == 6 and train | test == set(range(1, 13))
+        splits.add(frozenset(train))
+    assert len(splits) > 5  # every trial draws its own split
+
+
+def test_llcm_layout(built):
+    root = built("llcm").root
+    assert sorted(p.name for p in root.iterdir()) == ["idx", "nir", "test_nir", "test_vis",
+                                                      "vis"]
+    assert sorted(p.name for p in (root / "test_vis").iterdir()) == [
+        f"cam{c}" for c in range(1, 10)]
+    assert sorted(p.name for p in (root / "test_nir").iterdir()) == [
         f"cam{c}" for c in (1, 2, 4, 5, 6, 7, 8, 9)]
-    assert len((llcm / "idx/test_id.txt").read_text().splitlines()) == 1
+    lines = lines_of(root / "idx" / "test_id.txt")
+    assert len(lines) == 1 and re.fullmatch(r"\d+(,\d+)*", lines[0])
+    test_ids = {int(x) for x in lines[0].split(",")}
+    train_ids = set()
+    for tag in ("vis", "nir"):
+        entries = lines_of(root / "idx" / f"train_{tag}.txt")
+        for line in entries:
+            assert re.fullmatch(rf"{tag}/(\d{{4}})/\1_c\d\d_s\d+_f\d+_{tag}\.jpg \d+", line)
+        pids = [int(x[len(tag) + 1:][:4]) for x in entries]
+        ranks = sorted(set(pids))
+        assert [int(x.split(" ")[1]) for x in entries] == [ranks.index(p) for p in pids]
+        train_ids |= set(pids)
+    assert len(test_ids) == len(train_ids) == 8 and not test_ids & train_ids
+    for pid in test_ids:
+        for tag in ("vis", "nir"):
+            folders = list(root.glob(f"test_{tag}/cam*/{pid:04d}"))
+            assert folders
+            for folder in folders:
+                cam = int(folder.parent.name[3:])
+                for image in folder.iterdir():
+                    assert re.fullmatch(rf"{pid:04d}_c{cam:02d}_s\d+_f\d+_{tag}\.jpg",
+                                        image.name)
 
 
 def test_bad_arguments(tmp_path):
     with pytest.raises(VireidError, match="unknown dataset"):
         make_fake("market1501", tmp_path / "m")
-    (tmp_path / "full").mkdir()
-    (tmp_path / "full" / "x").write_text("x")
-    with pytest.raises(VireidError, match="not empty"):
-        make_fake("sysu", tmp_path / "full")
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "x").write_text("x")
+    with pytest.raises(VireidError, match="not empty") as error:
+        make_fake("sysu", full)
+    assert error.value.where == str(full)
+    with pytest.raises(VireidError, match="at least 4 ids"):
+        make_fake("llcm", tmp_path / "few", ids=3)
+    assert not (tmp_path / "few").exists()
+    (tmp_path / "empty").mkdir()
+    tree = make_fake("sysu", tmp_path / "empty", ids=4, images_per_camera=1)
+    assert read_dataset("sysu", tree.root).records
 
 
-def test_identity_is_shared_across_modalities(tmp_path):
-    """Nearest neighbour on band profiles matches infrared to visible far above chance."""
-    tree = make_fake("sysu", tmp_path / "s", ids=16, images_per_camera=2)
-    raw = read_dataset("sysu", tree.root)
+def band_profile(path) -> np.ndarray:
+    """32 row means of a downsampled grey image, standardised: the band structure only."""
+    with Image.open(path) as image:
+        rows = np.asarray(image.convert("L").resize((8, 32)), dtype=np.float32).mean(axis=1)
+    return (rows - rows.mean()) / (rows.std() + 1e-6)
 
-    def profile(record):
-        with Image.open(tree.root / record.path) as image:
-            grey = np.asarray(image.convert("L").resize((8, 32)), dtype=np.float32)
-        rows = grey.mean(axis=1)
-        return (rows - rows.mean()) / (rows.std() + 1e-6)
 
-    visible = [r for r in raw.records if r.modality.value == "visible"]
-    infrared = [r for r in raw.records if r.modality.value == "infrared"]
-    gallery = np.stack([profile(r) for r in visible])
-    hits = 0
-    for record in infrared:
-        nearest = visible[int(np.argmin(((gallery - profile(record)) ** 2).sum(axis=1)))]
-        hits += nearest.pid == record.pid
-    assert hits / len(infrared) > 5 / 16  # chance is 1/16
+@pytest.mark.parametrize("dataset", list_fake_datasets())
+def test_identity_pattern_is_shared_across_modalities(built, dataset):
+    """Nearest visible neighbour of each infrared image, on band profiles: usually its own id."""
+    tree = built(dataset)
+    records = read_dataset(dataset, tree.root).records
+    visible = [r for r in records if r.modality is Modality.VISIBLE]
+    infrared = [r for r in records if r.modality is Modality.INFRARED]
+    gallery = np.stack([band_profile(tree.root / r.path) for r in visible])
+    queries = np.stack([band_profile(tree.root / r.path) for r in infrared])
+    distances = ((queries[:, None, :] - gallery[None, :, :]) ** 2).sum(axis=2)
+    nearest = np.array([visible[i].pid for i in distances.argmin(axis=1)])
+    accuracy = (nearest == np.array([r.pid for r in infrared])).mean()
+    chance = 1 / len({r.pid for r in visible})
+    assert accuracy > 8 * chance
+
+
+@given(st.integers(0, 2**32 - 1), st.booleans())
+def test_sysu_cameras_always_include_both_modalities(seed, force_gap):
+    cams = sysu.cameras(np.random.default_rng(seed), force_gap)
+    assert cams == sorted(set(cams))
+    assert set(cams) & {3, 6} and set(cams) & {1, 2, 4, 5}
+    if force_gap:
+        assert len(set(cams) & {1, 2, 4, 5}) < 4
+
+
+@given(st.integers(4, 200), st.integers(0, 2**32 - 1))
+def test_sysu_split_is_disjoint_and_never_empty(ids, seed):
+    pids = list(range(1, ids + 1))
+    parts = sysu.split(pids, np.random.default_rng(seed))
+    assert all(parts[name] == sorted(parts[name]) and parts[name] for name in parts)
+    assert sorted(sum(parts.values(), [])) == pids

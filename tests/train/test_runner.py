@@ -42,13 +42,14 @@ def tiny_shards(shard_dir):
 
 def test_resume_after_a_kill_matches_the_uninterrupted_run(tiny_shards, tmp_path):
     straight = Recorder()
-    rows = run_training(config(tiny_shards, tmp_path / "a"), straight)
+    rows = run_training(config(tiny_shards, tmp_path / "a"), straight).evaluations
     killed = Recorder(stop_at_epoch=2)
     with pytest.raises(KeyboardInterrupt):
         run_training(config(tiny_shards, tmp_path / "b"), killed)
     assert load_checkpoint(checkpoint_path(tmp_path / "b"))["epoch"] == 1
     resumed = Recorder()
-    rows_b = run_training(config(tiny_shards, tmp_path / "b", resume=True), resumed)
+    rows_b = run_training(config(tiny_shards, tmp_path / "b", resume=True),
+                          resumed).evaluations
     assert len(straight.steps) == 9 and killed.steps + resumed.steps == straight.steps
     assert rows == rows_b
     a = load_checkpoint(checkpoint_path(tmp_path / "a"))["model"]
@@ -136,7 +137,7 @@ def test_a_short_run_learns_far_above_chance(fake_tree, tmp_path):
     build_shards(read_dataset("sysu", tree.root), shards, BuildOptions(**TINY))
     out = tmp_path / "run"
     rows = run_training(config(shards, out, epochs=8, max_steps=None, amp="bf16",
-                               warmup_epochs=2, milestones=(6, 8), log_every=10))
+                               warmup_epochs=2, milestones=(6, 8), log_every=10)).evaluations
     mean = next(r for r in rows if r["trial"] == "mean" and r["feature"] == "fc")
     test_ids = len((tree.root / "exp/test_id.txt").read_text().split(","))
     assert mean["rank1"] > 4 / test_ids  # chance is 1 / test ids

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import typer
@@ -89,6 +91,11 @@ def train(
     max_steps: int = typer.Option(None, help="Cut every epoch after N steps (smoke runs)."),
     log_every: int = typer.Option(10, min=1, help="Report losses every N steps."),
     resume: bool = typer.Option(False, help="Continue the run in --out from its checkpoint."),
+    sync_bn: bool = typer.Option(False, "--sync-bn", help="Synchronise BatchNorm statistics "
+                                 "across processes (multi-process runs)."),
+    nproc: int = typer.Option(1, min=1, help="Processes on this machine: launches torchrun "
+                              "(one per GPU; gloo on CPU). Or start vireid-train under "
+                              "torchrun yourself."),
 ) -> None:
     """Train and evaluate; `--resume` continues an interrupted run exactly."""
     from vireid.train.runner import run_training
@@ -101,11 +108,35 @@ def train(
         seed=seed, sampler=sampler, replace=replace, eval_every=eval_every,
         eval_batch_size=eval_batch_size,
         eval_protocol=protocol, loader=loader, device=device,
-        num_threads=num_threads, max_steps=max_steps, log_every=log_every, resume=resume)
+        num_threads=num_threads, max_steps=max_steps, log_every=log_every, resume=resume,
+        sync_bn=sync_bn)
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        launch_torchrun(nproc, sys.argv[1:])
+        return
     with user_errors():
-        rows = run_training(config, ProgressReporter())
-    typer.echo(render_rows([r for r in rows if r["trial"] == "mean"], title="final"))
+        rows = run_training(config, ProgressReporter()).evaluations
+    if rows:  # rank 0
+        typer.echo(render_rows([r for r in rows if r["trial"] == "mean"], title="final"))
+
+
+def launch_torchrun(nproc: int, arguments: list[str]) -> None:
+    """Re-launch this command on ``nproc`` local processes with PyTorch's torchrun."""
+    from torch.distributed.run import main as torchrun
+
+    rest, skip = [], False
+    for argument in arguments:
+        if skip:
+            skip = False
+        elif argument == "--nproc":
+            skip = True
+        elif not argument.startswith("--nproc="):
+            rest.append(argument)
+    torchrun(["--standalone", f"--nproc_per_node={nproc}", "-m", "vireid.cli.train", *rest])
 
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -27,6 +27,14 @@ class Features:
         return getattr(self, kind)[self.rows(wanted)]
 
 
+def merge_features(parts: list[Features]) -> Features:
+    """Features extracted by several ranks (disjoint slices) as one sorted set."""
+    samples = np.concatenate([p.samples for p in parts])
+    order = np.argsort(samples, kind="stable")
+    return Features(samples[order], np.concatenate([p.pool for p in parts])[order],
+                    np.concatenate([p.fc for p in parts])[order])
+
+
 @torch.no_grad()
 def extract_features(model, shards_dir, by_modality: dict[Modality, np.ndarray], *,
                      loader: str = "dali", device: torch.device, amp_dtype=None,
@@ -54,6 +62,5 @@ def extract_features(model, shards_dir, by_modality: dict[Modality, np.ndarray],
             samples.append(np.asarray(batch["samples"], dtype=np.int64))
             pool.append(pooled.float().cpu().numpy())
             fc.append(bn.float().cpu().numpy())
-    order = np.argsort(np.concatenate(samples), kind="stable")
-    return Features(np.concatenate(samples)[order], np.concatenate(pool)[order],
-                    np.concatenate(fc)[order])
+    return merge_features([Features(np.concatenate(samples), np.concatenate(pool),
+                                    np.concatenate(fc))])

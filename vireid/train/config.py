@@ -26,6 +26,7 @@ class TrainConfig:
     pretrained: str = "torchvision"
     amp: str = "auto"
     channels_last: bool = True
+    sync_bn: bool = False
     compile: bool = False
     seed: int = 0
     replace: bool = True

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import torch
 
 from vireid.errors import VireidError
+from vireid.train.distributed import average
 from vireid.train.losses import agw_losses
 
 
@@ -69,7 +70,9 @@ def train_one_epoch(model, loader, optimizer, scaler, *, device: torch.device, a
 
 
 def _summary(sums: torch.Tensor, steps: int, images: int, start: float, optimizer) -> dict:
-    total, identity, triplet, correct = (sums / max(steps, 1)).tolist()
+    """Means over the steps so far, averaged over ranks (every rank sees the same values)."""
+    total, identity, triplet, correct = (average(sums.clone()) / max(steps, 1)).tolist()
+    images *= torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
     seconds = time.perf_counter() - start
     return {"loss": total, "loss_id": identity, "loss_triplet": triplet,
             "accuracy": correct * steps / max(images, 1), "images": images,

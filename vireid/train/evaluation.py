@@ -29,15 +29,27 @@ def score(manifest, protocol, features, trials, kinds=FEATURES) -> list[dict]:
     return rows
 
 
-def evaluate_model(model, config, device, amp_dtype) -> list[dict]:
-    """Rows of metrics.jsonl for the run's protocol (both "pool" and "fc" features)."""
+def evaluate_model(model, config, device, amp_dtype, env=None) -> list[dict]:
+    """Rows of metrics.jsonl for the run's protocol (both "pool" and "fc" features).
+
+    With several ranks each extracts its slice of the test images; rank 0 gathers the
+    features and computes the metrics once (other ranks return no rows).
+    """
+    from vireid.eval.features import merge_features
+    from vireid.train.distributed import DistEnv, gather_to_main
+
+    env = env or DistEnv()
     manifest = load_manifest(config.shards)
     protocol, trials = protocol_trials(manifest, config.eval_protocol, config.trial)
     features = extract_features(
         model, config.shards, test_samples(manifest, protocol, trials), loader=config.loader,
         device=device, amp_dtype=amp_dtype, batch_size=config.eval_batch_size,
-        channels_last=config.channels_last, num_threads=config.num_threads)
-    return score(manifest, protocol, features, trials)
+        channels_last=config.channels_last, num_threads=config.num_threads,
+        shard_id=env.rank, num_shards=env.world_size)
+    gathered = gather_to_main(features, env)
+    if not env.is_main:
+        return []
+    return score(manifest, protocol, merge_features(gathered), trials)
 
 
 def test_checkpoint(shards, checkpoint, *, protocol_name=None, trial=None, kinds=FEATURES,

@@ -8,14 +8,17 @@ and ``checkpoints/last.pt`` (written atomically after every epoch).
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from vireid.errors import VireidError
 from vireid.loader import make_train_loader
+from vireid.loader.train_base import default_threads
 from vireid.train.checkpoint import load_checkpoint, restore_rng, rng_state, save_checkpoint
 from vireid.train.config import TrainConfig, resolve_amp, resolve_device
+from vireid.train.distributed import DistEnv, barrier, init_distributed, shutdown, wrap_model
 from vireid.train.engine import train_one_epoch
 from vireid.train.evaluation import evaluate_model, load_weights
 from vireid.train.reporting import Reporter, RunLog, library_versions
@@ -28,23 +31,44 @@ def checkpoint_path(out: Path) -> Path:
     return Path(out) / "checkpoints" / "last.pt"
 
 
-def run_training(config: TrainConfig, reporter: Reporter | None = None) -> list[dict]:
-    """Train (or resume) as ``config`` says; returns the evaluation rows of the run."""
-    reporter = reporter or Reporter()
+@dataclass(frozen=True)
+class RunResult:
+    evaluations: list[dict]  # rows of the last evaluation (empty on ranks other than 0)
+    model: torch.nn.Module  # the trained network, without DDP / compile wrappers
+
+
+def run_training(config: TrainConfig, reporter: Reporter | None = None) -> RunResult:
+    """Train (or resume) as ``config`` says, on one process or every torchrun rank."""
+    device_type = resolve_device(config.device)
+    env = init_distributed(device_type)
+    try:
+        return _run(config, env, reporter or Reporter())
+    finally:
+        shutdown()
+
+
+def _run(config: TrainConfig, env: DistEnv, reporter: Reporter) -> RunResult:
     out = Path(config.out)
     _check_out_dir(out, config)
-    device = torch.device(resolve_device(config.device))
+    device_type = resolve_device(config.device)
+    device = torch.device(device_type, env.local_rank) if device_type == "cuda" else \
+        torch.device("cpu")
     amp_dtype = resolve_amp(config.amp, device.type)
     torch.manual_seed(config.seed)  # model initialisation; batches have their own generators
+    threads = config.num_threads or max(1, default_threads() // env.local_world_size)
     loader = make_train_loader(config.loader, config.shards, batch_ids=config.batch_ids,
                                num_pos=config.num_pos, seed=config.seed, trial=config.trial,
                                replace=config.replace, order=config.sampler,
-                               device=device.type,
-                               device_id=device.index or 0, num_threads=config.num_threads)
-    model, optimizer, scheduler, scaler = _build(config, loader.num_classes, device, amp_dtype)
+                               device=device.type, device_id=env.local_rank,
+                               num_threads=threads, rank=env.rank,
+                               world_size=env.world_size)
+    model, optimizer, scheduler, scaler = _build(config, loader.num_classes, device, amp_dtype,
+                                                 env)
     start = _resume(config, out, model, optimizer, scheduler, scaler, loader) \
         if config.resume else 0
-    run_log = RunLog(out, config, library_versions())
+    if not env.is_main:
+        reporter = Reporter()
+    run_log = RunLog(out, config, library_versions()) if env.is_main else None
     evaluations = []
     for epoch in range(start, config.epochs):
         loader.seek(epoch, 0)  # a no-op unless the previous epoch was cut short
@@ -55,17 +79,20 @@ def run_training(config: TrainConfig, reporter: Reporter | None = None) -> list[
                                 max_steps=config.max_steps, on_log=reporter.log)
         scheduler.step()
         loader.seek(epoch + 1, 0)
-        _save(out, config, epoch, model, optimizer, scheduler, scaler, loader)
-        run_log.epoch({"epoch": epoch, **stats})
+        if env.is_main:
+            _save(out, config, epoch, model, optimizer, scheduler, scaler, loader)
+            run_log.epoch({"epoch": epoch, **stats})
+        barrier()
         reporter.epoch_end(epoch, stats)
         if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
-            rows = evaluate_model(model, config, device, amp_dtype)
-            for row in rows:
+            evaluations = evaluate_model(model, config, device, amp_dtype, env)
+            for row in evaluations:
                 run_log.evaluation({"epoch": epoch, **row})
-            reporter.evaluation(epoch, rows)
-            evaluations = rows
-    run_log.close()
-    return evaluations
+            if evaluations:
+                reporter.evaluation(epoch, evaluations)
+    if run_log:
+        run_log.close()
+    return RunResult(evaluations, _plain(model))
 
 
 def _check_out_dir(out: Path, config: TrainConfig) -> None:
@@ -76,27 +103,29 @@ def _check_out_dir(out: Path, config: TrainConfig) -> None:
                           "another --out)")
 
 
-def _build(config: TrainConfig, num_classes: int, device: torch.device, amp_dtype):
+def _build(config: TrainConfig, num_classes: int, device: torch.device, amp_dtype,
+           env: DistEnv):
     from vireid.model import build_model
 
     model = build_model(num_classes, arch=config.arch, method=config.method,
                         pretrained=config.pretrained).to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = make_optimizer(model.param_groups(config.lr), momentum=config.momentum,
-                               weight_decay=config.weight_decay)
+    if config.compile:
+        model = torch.compile(model)
+    model = wrap_model(model, env, device, config.sync_bn)
+    optimizer = make_optimizer(_plain(model).param_groups(config.lr),
+                               momentum=config.momentum, weight_decay=config.weight_decay)
     schedule = Schedule(config.warmup_epochs, tuple(config.milestones))
     scheduler = make_scheduler(optimizer, schedule)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)
-    if config.compile:
-        model = torch.compile(model)
     return model, optimizer, scheduler, scaler
 
 
 def _plain(model):
-    """The module behind torch.compile / DDP wrappers (for state dicts)."""
-    model = getattr(model, "_orig_mod", model)
-    return getattr(model, "module", model)
+    """The module behind DDP / torch.compile wrappers (for state dicts)."""
+    model = getattr(model, "module", model)
+    return getattr(model, "_orig_mod", model)
 
 
 def _save(out, config, epoch, model, optimizer, scheduler, scaler, loader) -> None:
