@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import numpy as np
-
 from vireid.constants import IMAGENET_MEAN, IMAGENET_STD
 from vireid.errors import VireidError
 from vireid.shards.encode import Encoding
@@ -46,20 +44,36 @@ def _decode(data, encoding: Encoding, device: str, fn, types):
 
 def train_pipeline(source: Callable, *, batch_size: int, encoding: Encoding, height: int,
                    width: int, device: str, device_id: int, num_threads: int, prefetch: int):
-    """external_source → decode → pad+crop (slice) → flip+normalise+fp16+HWC (CMN) → erase."""
+    """external_source → decode the crop's in-image region → ONE crop_mirror_normalize that
+    pads the rest of the window with black, flips, normalises, casts to float16 and lays out
+    HWC → erase.
+
+    The random crop of the zero-padded image is split into the part inside the image (decoded
+    as a region of interest, or sliced by the callback for raw shards) and the padding, which
+    crop_mirror_normalize adds with ``out_of_bounds_policy="pad"``: ``crop_pos`` 1 puts the
+    padding before the region (window starting above/left of the image), 0 after it.
+    """
     _, fn, types = import_dali()
     pipe = _pipeline(batch_size, num_threads, device, device_id, prefetch)
     with pipe:
-        layout = "HWC" if encoding is Encoding.RAW else None
-        data, corner, mirror, erase_anchor, erase_shape = fn.external_source(
-            source=source, num_outputs=5, batch=True, batch_info=True,
-            layout=[layout, None, None, None, None])
-        images = _decode(data, encoding, device, fn, types)
-        images = fn.slice(images, corner, np.array([height, width], dtype=np.int32),
-                          axis_names="HW", out_of_bounds_policy="pad", fill_values=0)
+        if encoding is Encoding.RAW:
+            region, crop_y, crop_x, mirror, erase_anchor, erase_shape = fn.external_source(
+                source=source, num_outputs=6, batch=True, batch_info=True,
+                layout=["HWC", None, None, None, None, None])
+            images = region.gpu() if device == "cuda" else region
+        else:
+            data, anchor, shape, crop_y, crop_x, mirror, erase_anchor, erase_shape = \
+                fn.external_source(source=source, num_outputs=8, batch=True, batch_info=True)
+            images = fn.decoders.image_slice(
+                data, anchor, shape, axis_names="HW", normalized_anchor=False,
+                normalized_shape=False, output_type=types.RGB,
+                device="mixed" if device == "cuda" else "cpu")
+        black = [-m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)]  # pixel 0, normalised
         images = fn.crop_mirror_normalize(
-            images, mirror=mirror, mean=_scaled(IMAGENET_MEAN), std=_scaled(IMAGENET_STD),
-            dtype=types.FLOAT16, output_layout="HWC")
+            images, crop=(height, width), crop_pos_y=crop_y, crop_pos_x=crop_x,
+            out_of_bounds_policy="pad", fill_values=black, mirror=mirror,
+            mean=_scaled(IMAGENET_MEAN), std=_scaled(IMAGENET_STD), dtype=types.FLOAT16,
+            output_layout="HWC")
         images = fn.erase(images, anchor=erase_anchor, shape=erase_shape, axis_names="HW",
                           fill_value=0)
         pipe.set_outputs(images)
