@@ -16,6 +16,7 @@ import numpy as np
 
 from vireid.loader.augment import PAD
 from vireid.loader.dali_pipes import eval_pipeline, import_dali, train_pipeline
+from vireid.loader.plan import eval_share
 from vireid.loader.source import ShardBytes
 from vireid.loader.train_base import TrainLoaderBase, default_threads, split_batch
 from vireid.shards.encode import Encoding
@@ -107,9 +108,8 @@ class EvalLoader:
         import_dali()
         self.source = ShardBytes(shards_dir)
         manifest = self.source.manifest
-        wanted = np.unique(np.asarray(samples, dtype=np.int64))
-        self.samples = wanted[shard_id * len(wanted) // num_shards:
-                              (shard_id + 1) * len(wanted) // num_shards]
+        wanted = eval_share(samples)
+        self.samples = eval_share(wanted, shard_id, num_shards)
         self.batch_size = batch_size
         self._folder = Path(tempfile.mkdtemp(prefix="vireid-eval-idx-"))
         paths, indexes = self._subset_indexes(wanted)

@@ -40,3 +40,11 @@ def plan_step(sampler: IdentitySampler, epoch: int, step: int, *, augment: bool,
                            params.erase[picked])
     return StepPlan(epoch, step, np.concatenate([drawn.visible, drawn.infrared]), drawn.labels,
                     params)
+
+
+def eval_share(samples, shard_id: int = 0, num_shards: int = 1) -> np.ndarray:
+    """This rank's contiguous slice of the sorted, unique evaluation samples — the same split
+    DALI's readers make with ``shard_id``/``num_shards``."""
+    wanted = np.unique(np.asarray(samples, dtype=np.int64))
+    return wanted[shard_id * len(wanted) // num_shards:
+                  (shard_id + 1) * len(wanted) // num_shards]

@@ -17,6 +17,7 @@ from PIL import Image
 
 from vireid.constants import IMAGENET_MEAN, IMAGENET_STD
 from vireid.loader.augment import PAD, AugmentParams
+from vireid.loader.plan import eval_share
 from vireid.loader.source import ShardBytes
 from vireid.loader.train_base import TrainLoaderBase
 from vireid.shards.encode import Encoding
@@ -71,9 +72,7 @@ class ReferenceEvalLoader:
                  **_ignored):
         self.source = ShardBytes(shards_dir)
         manifest = self.source.manifest
-        wanted = np.unique(np.asarray(samples, dtype=np.int64))
-        self.samples = wanted[shard_id * len(wanted) // num_shards:
-                              (shard_id + 1) * len(wanted) // num_shards]
+        self.samples = eval_share(samples, shard_id, num_shards)
         self.batch_size = batch_size
         self.size = size or (manifest.height, manifest.width)
 
