@@ -69,6 +69,14 @@ def average(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+def broadcast_buffers(module: torch.nn.Module, env: DistEnv) -> None:
+    """Give every rank rank 0's buffers (BatchNorm running statistics drift apart per rank),
+    so that all ranks evaluate the model that rank 0 saves."""
+    if env.active:
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)
+
+
 def gather_to_main(value, env: DistEnv) -> list | None:
     """Every rank's ``value`` on rank 0 (in rank order); None elsewhere."""
     if not env.active:

@@ -18,7 +18,14 @@ from vireid.loader import make_train_loader
 from vireid.loader.train_base import default_threads
 from vireid.train.checkpoint import load_checkpoint, restore_rng, rng_state, save_checkpoint
 from vireid.train.config import TrainConfig, resolve_amp, resolve_device
-from vireid.train.distributed import DistEnv, barrier, init_distributed, shutdown, wrap_model
+from vireid.train.distributed import (
+    DistEnv,
+    barrier,
+    broadcast_buffers,
+    init_distributed,
+    shutdown,
+    wrap_model,
+)
 from vireid.train.engine import train_one_epoch
 from vireid.train.evaluation import evaluate_model, load_weights
 from vireid.train.reporting import Reporter, RunLog, library_versions
@@ -55,7 +62,8 @@ def _run(config: TrainConfig, env: DistEnv, reporter: Reporter) -> RunResult:
         torch.device("cpu")
     amp_dtype = resolve_amp(config.amp, device.type)
     torch.manual_seed(config.seed)  # model initialisation; batches have their own generators
-    threads = config.num_threads or max(1, default_threads() // env.local_world_size)
+    threads = config.num_threads or (max(1, default_threads() // env.local_world_size)
+                                     if env.active else None)  # None: the loader's default
     loader = make_train_loader(config.loader, config.shards, batch_ids=config.batch_ids,
                                num_pos=config.num_pos, seed=config.seed, trial=config.trial,
                                replace=config.replace, order=config.sampler,
@@ -85,7 +93,9 @@ def _run(config: TrainConfig, env: DistEnv, reporter: Reporter) -> RunResult:
         barrier()
         reporter.epoch_end(epoch, stats)
         if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
-            evaluations = evaluate_model(model, config, device, amp_dtype, env)
+            broadcast_buffers(_plain(model), env)
+            # the plain module: no DDP collective per forward, ranks may run unequal batches
+            evaluations = evaluate_model(_plain(model), config, device, amp_dtype, env)
             for row in evaluations:
                 run_log.evaluation({"epoch": epoch, **row})
             if evaluations:
