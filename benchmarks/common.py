@@ -53,7 +53,7 @@ def emit(rows: list[dict], results: Path | None) -> None:
     keys = [k for k in TABLE_COLUMNS if any(k in row for row in rows)]
     print("\n| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))
     for row in rows:
-        print("| " + " | ".join(_cell(row.get(k)) for k in keys) + " |")
+        print("| " + " | ".join(cell(row.get(k)) for k in keys) + " |")
     if results:
         results.parent.mkdir(parents=True, exist_ok=True)
         with open(results, "a") as handle:
@@ -61,7 +61,7 @@ def emit(rows: list[dict], results: Path | None) -> None:
                 handle.write(json.dumps(row, sort_keys=True) + "\n")
 
 
-def _cell(value) -> str:
+def cell(value) -> str:
     if isinstance(value, float):
         return f"{value:,.2f}"
     return "" if value is None else str(value)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from benchmarks.common import cell as _cell
+
 SECTIONS = [
     ("train_loader", "Training loader (batches of 2×8×4 = 64 images at 288×144)"),
     ("loader_scaling", "Loader scaling with threads"),
@@ -61,10 +63,7 @@ def _plots(rows: list[dict], report: Path) -> list[Path]:
         axis.invert_yaxis()
         axis.set_xlabel("images / s")
         axis.set_title("training loader throughput")
-        figure.tight_layout()
-        written.append(report.with_name(f"{report.stem}-loader.png"))
-        figure.savefig(written[-1], dpi=100)
-        plt.close(figure)
+        written.append(_save(figure, report.with_name(f"{report.stem}-loader.png")))
     scaling = [r for r in rows if r.get("benchmark") == "loader_scaling"]
     if scaling:
         figure, axis = plt.subplots(figsize=(5, 3.5))
@@ -72,14 +71,14 @@ def _plots(rows: list[dict], report: Path) -> list[Path]:
         axis.set_xlabel("DALI threads")
         axis.set_ylabel("images / s")
         axis.set_title("loader scaling (JPEG shards, CPU)")
-        figure.tight_layout()
-        written.append(report.with_name(f"{report.stem}-scaling.png"))
-        figure.savefig(written[-1], dpi=100)
-        plt.close(figure)
+        written.append(_save(figure, report.with_name(f"{report.stem}-scaling.png")))
     return written
 
 
-def _cell(value) -> str:
-    if isinstance(value, float):
-        return f"{value:,.2f}"
-    return "" if value is None else str(value)
+def _save(figure, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
