@@ -24,7 +24,7 @@ RESULTS = Path(__file__).parent / "results"
 FULL = {
     "shard_build": ["--ids", "220", "--images-per-camera", "5"],
     "loader": [],
-    "train_step": [],
+    "train_step": ["--compile"],
     "evaluation": [],
     "metrics": [],
 }
