@@ -3,7 +3,6 @@
 # Stored image size (SPEC §2): width 144, height 288. DEEN-style recipes use 384×144.
 IMAGE_HEIGHT = 288
 IMAGE_WIDTH = 144
-IMAGE_CHANNELS = 3
 
 # ImageNet statistics on [0, 1] pixels (SPEC §2).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
