@@ -35,3 +35,16 @@ def make_eval_loader(kind: str, shards_dir, samples, **options):
 
         return ReferenceEvalLoader(shards_dir, samples, **options)
     raise VireidError("--loader", f"unknown loader {kind!r} (choose from {LOADER_KINDS})")
+
+
+def __getattr__(name: str):
+    """``from vireid.loader import TrainLoader, EvalLoader`` without importing DALI eagerly."""
+    if name in ("TrainLoader", "EvalLoader"):
+        from vireid.loader import dali_loader
+
+        return getattr(dali_loader, name)
+    if name in ("ReferenceTrainLoader", "ReferenceEvalLoader"):
+        from vireid.loader import reference
+
+        return getattr(reference, name)
+    raise AttributeError(name)
