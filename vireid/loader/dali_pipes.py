@@ -80,6 +80,22 @@ def train_pipeline(source: Callable, *, batch_size: int, encoding: Encoding, hei
     return pipe
 
 
+def decode_pipeline(source: Callable, *, batch_size: int, encoding: Encoding,
+                    num_threads: int, prefetch: int):
+    """CPU graph of the fused path: external_source → decode (raw: nothing to decode) →
+    uint8 HWC images, with the per-image augmentation parameters and sample numbers passed
+    through alongside. ``vireid.loader.fused`` then augments each batch in one pass."""
+    _, fn, types = import_dali()
+    pipe = _pipeline(batch_size, num_threads, "cpu", 0, prefetch)
+    with pipe:
+        data, params, samples = fn.external_source(
+            source=source, num_outputs=3, batch=True, batch_info=True,
+            layout=["HWC" if encoding is Encoding.RAW else None, None, None])
+        images = _decode(data, encoding, "cpu", fn, types)
+        pipe.set_outputs(images, params, samples)
+    return pipe
+
+
 def eval_pipeline(paths: list[str], index_paths: list[str], *, batch_size: int,
                   encoding: Encoding, stored: tuple[int, int], size: tuple[int, int],
                   device: str, device_id: int, num_threads: int, shard_id: int = 0,

@@ -63,10 +63,13 @@ class ShardBytes:
         number = int(self.shard_of[sample])
         descriptor = self._files.get(number)
         if descriptor is None:
-            path = self.directory / self.manifest.shards[number].file
-            descriptor = self._files[number] = os.open(path, os.O_RDONLY)
+            descriptor = self._files[number] = os.open(self.shard_path(sample), os.O_RDONLY)
         data = os.pread(descriptor, int(self.sizes[sample]), int(self.offsets[sample]))
         return np.frombuffer(data, dtype=np.uint8)
+
+    def shard_path(self, sample: int) -> Path:
+        """The tar file that holds global sample ``sample``."""
+        return self.directory / self.manifest.shards[int(self.shard_of[sample])].file
 
     def close(self) -> None:
         for descriptor in self._files.values():
