@@ -2,14 +2,17 @@
 resident memory after a few batches. Prints one JSON line.
 
     python -m benchmarks.probe original RAW_ROOT      # decode every image first, as the original
-    python -m benchmarks.probe vireid-dali SHARDS
+    python -m benchmarks.probe vireid-dali SHARDS [--fresh-kernel-cache]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,7 +30,11 @@ def main() -> None:
     parser.add_argument("kind", choices=["original", "vireid-dali"])
     parser.add_argument("target", type=Path)
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--fresh-kernel-cache", action="store_true",
+                        help="start with an empty numba cache (the first run after installing)")
     args = parser.parse_args()
+    if args.fresh_kernel_cache:
+        os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="vireid-numba-")
     launched = time.perf_counter()
     import torch  # noqa: F401 - both approaches need it; its import is not the dataset's cost
     from nvidia import dali  # noqa: F401
@@ -62,6 +69,8 @@ def main() -> None:
                       "peak_rss_mb": rss_mb("VmHWM"), "rss_mb": rss_mb(),
                       "data_rss_mb": rss_mb() - baseline,
                       "peak_rss_children_mb": children_kb / 1024}))
+    if args.fresh_kernel_cache:
+        shutil.rmtree(os.environ["NUMBA_CACHE_DIR"], ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ COLUMNS = {
     "loader_scaling": ["name", "threads", "images_per_s", "images_per_s_per_thread"],
 }
 DEFAULT = ["name", "device", "threads", "images_per_s", "ratio_to_original", "seconds_median",
-           "mean_encoded_kb", "fraction_of_decode_ceiling"]
+           "mean_encoded_kb", "fraction_of_decode_ceiling", "target", "target_met"]
 
 
 def write_report(results: Path, report: Path) -> Path:

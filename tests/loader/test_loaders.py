@@ -33,12 +33,16 @@ def take(loader, count):
     return batches
 
 
+CPU_AUGMENT = ["fused", "dali"]  # one compiled pass / DALI's operators (the GPU graph)
+
+
 @pytest.mark.parametrize("encoding", ["raw", "png", "jpeg"])
 @pytest.mark.parametrize("augment", [False, True])
-def test_dali_equals_reference(shard_dir, encoding, augment):
+@pytest.mark.parametrize("cpu_augment", CPU_AUGMENT)
+def test_dali_equals_reference(shard_dir, encoding, augment, cpu_augment):
     shards = shard_dir("sysu", encoding)
     options = {"batch_ids": 4, "num_pos": 2, "seed": 3, "augment": augment}
-    dali = take(make_train_loader("dali", shards, **options), 3)
+    dali = take(make_train_loader("dali", shards, cpu_augment=cpu_augment, **options), 3)
     reference = take(make_train_loader("reference", shards, **options), 3)
     for a, b in zip(dali, reference):
         for key in ("visible", "infrared"):
@@ -96,10 +100,12 @@ def _recover(output: np.ndarray, stored: np.ndarray) -> tuple[bool, int, int]:
 
 
 @pytest.mark.slow
-def test_augmentation_statistics_measured_on_dali_output(shard_dir):
+@pytest.mark.parametrize("cpu_augment", CPU_AUGMENT)
+def test_augmentation_statistics_measured_on_dali_output(shard_dir, cpu_augment):
     """Flip rate, crop offsets, zero padding and erasing, read back from DALI's pixels."""
     shards = shard_dir("sysu", "raw", **SMALL)
-    loader = make_train_loader("dali", shards, batch_ids=8, num_pos=4, seed=7)
+    loader = make_train_loader("dali", shards, batch_ids=8, num_pos=4, seed=7,
+                               cpu_augment=cpu_augment)
     source, manifest = loader.source, loader.source.manifest
     flips, offsets, erased, boxes = [], [], 0, []
     total = 0
@@ -180,9 +186,10 @@ def test_erase_box_distribution_matches_the_spec():
     assert tops_ok
 
 
-def test_resume_mid_epoch_gives_the_same_batches(shard_dir):
+@pytest.mark.parametrize("cpu_augment", CPU_AUGMENT)
+def test_resume_mid_epoch_gives_the_same_batches(shard_dir, cpu_augment):
     shards = shard_dir("sysu", "jpeg")
-    options = {"batch_ids": 4, "num_pos": 2, "seed": 5}
+    options = {"batch_ids": 4, "num_pos": 2, "seed": 5, "cpu_augment": cpu_augment}
     straight = make_train_loader("dali", shards, **options)
     expected = [b["visible"].clone() for b in straight] + [b["visible"].clone()
                                                            for b in take(straight, 2)]
@@ -263,6 +270,26 @@ def test_manifest_of_another_version_is_refused(shard_dir, copy_shards):
 def test_unknown_loader_kind():
     with pytest.raises(VireidError, match="unknown loader"):
         make_train_loader("ffcv", "nowhere")
+
+
+def test_unknown_cpu_augment_is_refused(shard_dir):
+    with pytest.raises(VireidError, match="cpu-augment.*opencv"):
+        make_train_loader("dali", shard_dir("sysu", "jpeg"), cpu_augment="opencv")
+
+
+def test_fused_and_dali_graphs_agree_over_epochs(shard_dir):
+    """The two CPU graphs give the same pixels across an epoch boundary (raw: bit for bit),
+    and the fused loader's batches are fresh tensors, not views of a reused buffer."""
+    shards = shard_dir("sysu", "raw", **SMALL)
+    options = {"batch_ids": 4, "num_pos": 2, "seed": 9}
+    fused = make_train_loader("dali", shards, **options)
+    dali = make_train_loader("dali", shards, cpu_augment="dali", **options)
+    steps = len(fused)
+    got = [b["visible"] for _ in range(2) for b in fused]  # kept without cloning
+    expected = [b["visible"].clone() for _ in range(2) for b in dali]
+    assert len(got) == len(expected) == 2 * steps
+    for a, b in zip(got, expected):
+        assert torch.equal(a, b)
 
 
 @pytest.mark.gpu

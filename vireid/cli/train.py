@@ -87,7 +87,11 @@ def train(
     protocol: str = typer.Option(None, help="Protocol to evaluate (default: the dataset's)."),
     loader: str = typer.Option("dali", help="dali or reference (plain PyTorch)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    num_threads: int = typer.Option(None, help="DALI threads (default: all cores)."),
+    cpu_augment: str = typer.Option("fused", help="Training augmentation on a CPU: fused (DALI "
+                                    "decodes, one compiled pass pads, crops, flips, normalises "
+                                    "and erases; ~2.5x faster) or dali (DALI's own operators: "
+                                    "the GPU graph, run on the CPU). Same pixels either way."),
+    num_threads: int = typer.Option(None, help="DALI threads (default: cores + 1)."),
     max_steps: int = typer.Option(None, help="Cut every epoch after N steps (smoke runs)."),
     log_every: int = typer.Option(10, min=1, help="Report losses every N steps."),
     resume: bool = typer.Option(False, help="Continue the run in --out from its checkpoint."),
@@ -107,7 +111,7 @@ def train(
         pretrained=pretrained, amp=amp, channels_last=channels_last, compile=compile,
         seed=seed, sampler=sampler, replace=replace, eval_every=eval_every,
         eval_batch_size=eval_batch_size,
-        eval_protocol=protocol, loader=loader, device=device,
+        eval_protocol=protocol, loader=loader, device=device, cpu_augment=cpu_augment,
         num_threads=num_threads, max_steps=max_steps, log_every=log_every, resume=resume,
         sync_bn=sync_bn)
     if nproc > 1 and "WORLD_SIZE" not in os.environ:

@@ -19,7 +19,7 @@ def make_train_loader(kind: str, shards_dir, **options):
     if kind == "reference":
         from vireid.loader.reference import ReferenceTrainLoader
 
-        for dali_only in ("device", "device_id", "num_threads", "prefetch"):
+        for dali_only in ("device", "device_id", "num_threads", "prefetch", "cpu_augment"):
             options.pop(dali_only, None)
         return ReferenceTrainLoader(shards_dir, **options)
     raise VireidError("--loader", f"unknown loader {kind!r} (choose from {LOADER_KINDS})")

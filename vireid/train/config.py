@@ -36,6 +36,7 @@ class TrainConfig:
     eval_batch_size: int = 64
     loader: str = "dali"
     device: str = "auto"
+    cpu_augment: str = "fused"
     num_threads: int | None = None
     log_every: int = 10
     max_steps: int | None = None  # cut every epoch short (smoke runs and tests)

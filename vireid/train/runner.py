@@ -68,7 +68,7 @@ def _run(config: TrainConfig, env: DistEnv, reporter: Reporter) -> RunResult:
                                num_pos=config.num_pos, seed=config.seed, trial=config.trial,
                                replace=config.replace, order=config.sampler,
                                device=device.type, device_id=env.local_rank,
-                               num_threads=threads, rank=env.rank,
+                               cpu_augment=config.cpu_augment, num_threads=threads, rank=env.rank,
                                world_size=env.world_size)
     model, optimizer, scheduler, scaler = _build(config, loader.num_classes, device, amp_dtype,
                                                  env)
