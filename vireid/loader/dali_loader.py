@@ -104,7 +104,10 @@ class TrainLoader(TrainLoaderBase):
         # Python side otherwise leave a core idle part of the time)
         self.num_threads = num_threads or default_threads() + 1
         self.prefetch = prefetch
-        self._augment = FusedAugment(self.width, default_threads()) if self.fused else None
+        # the kernel's threads: one per core, fewer when the caller asks for fewer threads
+        # (e.g. one process per core under torchrun)
+        workers = max(1, min(default_threads(), self.num_threads))
+        self._augment = FusedAugment(self.width, workers) if self.fused else None
         self._iterator = None
 
     def load_state_dict(self, state: dict) -> None:

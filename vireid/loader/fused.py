@@ -40,24 +40,59 @@ class NormaliseTables:
     bias: np.ndarray
     pad_bits: np.ndarray
 
+    @property
+    def width(self) -> int:
+        return len(self.scale) // 3
+
     @classmethod
     def build(cls, width: int, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> NormaliseTables:
+        """The kernel computes v·scale + bias; refuse statistics for which that is not the
+        reference's float16 of (v/255 − mean)/std for every one of the 3×256 values."""
         mean, std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
         scale = (np.float32(1) / (np.float32(255) * std)).astype(np.float32)
         bias = (-mean / std).astype(np.float32)
+        values = np.arange(256, dtype=np.float32)[:, None]
+        reference = ((values / np.float32(255) - mean) / std).astype(np.float16)
+        if not np.array_equal((values * scale + bias).astype(np.float16), reference):
+            raise ValueError(f"mean {mean.tolist()}, std {std.tolist()}: the fused kernel "
+                             "would not reproduce (v/255 - mean)/std exactly")
         return cls(np.tile(scale, width), np.tile(bias, width),
                    np.tile(bias.astype(np.float16).view(np.uint16), width))
 
 
 def augment_batch(images: np.ndarray, params: np.ndarray, tables: NormaliseTables, out):
-    """uint8 N×H×W×3 ``images`` + ``packed`` params → ``out`` (a float16 N×H×W×3 torch tensor
-    or numpy array, written in place)."""
-    target = out.numpy() if hasattr(out, "numpy") else out
-    if images.shape != target.shape or images.shape[-1] != 3 or len(params) != len(images):
-        raise ValueError(f"images {images.shape}, params {params.shape}, out {target.shape}")
+    """uint8 N×H×W×3 ``images`` + ``packed`` params → ``out`` (a C-contiguous float16
+    N×H×W×3 torch tensor or numpy array, written in place)."""
+    target = _check(images, params, tables, out)
     _augment(np.ascontiguousarray(images), np.ascontiguousarray(params, dtype=np.int64),
              tables.scale, tables.bias, tables.pad_bits, target.view(np.uint16))
     return out
+
+
+def _check(images: np.ndarray, params: np.ndarray, tables: NormaliseTables, out) -> np.ndarray:
+    """Everything the kernel (which does not check bounds) relies on; → ``out`` as numpy."""
+    target = out.numpy() if hasattr(out, "numpy") else out
+    count, height, width = images.shape[:3] if images.ndim == 4 else (0, 0, 0)
+    problems = [
+        (images.ndim != 4 or images.shape[3] != 3 or images.dtype != np.uint8,
+         "images must be uint8 N×H×W×3"),
+        (target.shape != images.shape, "out must have the images' shape"),
+        (target.dtype != np.float16 or not target.flags.c_contiguous,
+         "out must be C-contiguous float16"),
+        (params.shape != (count, 7), "params must be one packed row of 7 per image"),
+        (tables.width != width, f"tables are for width {tables.width}"),
+    ]
+    for failed, message in problems:
+        if failed:
+            raise ValueError(f"{message} (images {images.shape} {images.dtype}, params "
+                             f"{params.shape}, out {target.shape} {target.dtype})")
+    top, left, _, box_top, box_left, box_h, box_w = np.asarray(params, np.int64).T
+    inside = ((top >= 0) & (top <= 2 * PAD) & (left >= 0) & (left <= 2 * PAD)
+              & (box_top >= 0) & (box_left >= 0) & (box_h >= 0) & (box_w >= 0)
+              & (box_top + box_h <= height) & (box_left + box_w <= width))
+    if not inside.all():
+        raise ValueError(f"crop corner or erase box outside the image: {params[~inside][0]}")
+    return target
 
 
 class FusedAugment:
@@ -72,6 +107,7 @@ class FusedAugment:
     def __call__(self, images: np.ndarray, params: np.ndarray, out):
         if self._pool is None or len(images) < 2 * self.workers:
             return augment_batch(images, params, self.tables, out)
+        _check(images, params, self.tables, out)
         bounds = np.linspace(0, len(images), self.workers + 1).astype(int)
         parts = [self._pool.submit(augment_batch, images[a:b], params[a:b], self.tables,
                                    out[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
@@ -114,10 +150,11 @@ def _augment(images, params, scale, bias, pad_bits, out):
     staged = np.empty(row, np.uint8)
     for n in range(count):
         dy, dx, flip = params[n, 0] - PAD, params[n, 1] - PAD, params[n, 2] != 0
-        first, stop = max(0, dx), min(width, width + dx)  # source columns in the window
+        first = max(0, dx)  # source columns [first, stop) fall inside the crop window
+        stop = max(first, min(width, width + dx))  # none for images narrower than PAD
         # output columns [left, right) show them: column j shows source j + dx, or
         # source width - 1 - j + dx when flipped
-        left = width - stop + dx if flip else first - dx
+        left = 0 if stop == first else width - stop + dx if flip else first - dx
         right = left + stop - first
         for i in range(height):
             target = out[n, i].reshape(row)
