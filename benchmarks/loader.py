@@ -19,38 +19,16 @@ import argparse
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from benchmarks.common import emit, environment
-
-BATCH_IDS, NUM_POS = 8, 4
-IMAGES_PER_STEP = 2 * BATCH_IDS * NUM_POS
-
-
-def throughput(batches, steps: int, warmup: int, repeats: int) -> dict:
-    """images/s over ``steps`` batches after ``warmup`` batches; median of repeats."""
-    rates = []
-    iterator = iter(batches())
-    for _ in range(warmup):
-        next(iterator)
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(steps):
-            next(iterator)
-        rates.append(steps * IMAGES_PER_STEP / (time.perf_counter() - start))
-    rates.sort()
-    return {"images_per_s": rates[len(rates) // 2], "images_per_s_min": rates[0],
-            "images_per_s_max": rates[-1], "repeats": repeats, "steps": steps}
-
-
-def endless(make):
-    """Iterate a per-epoch loader forever."""
-    def batches():
-        loader = make()
-        while True:
-            yield from loader
-    return batches
+from benchmarks.measure import (
+    IMAGES_PER_STEP,
+    cache_files,
+    endless,
+    interleaved,
+    throughput,
+)
 
 
 def decode_only(shards: Path, threads: int):
@@ -92,38 +70,48 @@ TARGETS = {  # issue 3: CPU throughput targets, checked in the same run (never i
 
 
 def loader_rows(args, work: Path, env: dict) -> list[dict]:
+    """Every row measured interleaved with the others; shard files are in the page cache
+    (like the original's arrays in RAM) except in the rows marked "cold page cache"."""
     from benchmarks.datasets import fake_sysu, mean_encoded_kb, shards_of
     from vireid.loader import make_train_loader
     from vireid.loader.train_base import default_threads
 
     root = fake_sysu(work, args.ids, args.images_per_camera)
     threads = default_threads() + 1  # the DALI loader's default, for it and the ceiling
-    base = {**env, "benchmark": "train_loader", "batch": IMAGES_PER_STEP,
-            "device": "cpu"}
-    measure = dict(steps=args.steps, warmup=args.warmup, repeats=args.repeats)
-    rows = [{**base, "name": "original (uint8 in RAM, PIL, 2 workers)", "threads": 2,
-             **original_throughput(root, measure)}]
-    jpeg = shards_of(root, "jpeg", work)
-    for encoding in ("jpeg", "raw", "png"):
-        shards = shards_of(root, encoding, work)
-        rows.append({**base, "name": f"vireid DALI cpu, fused ({encoding} shards)",
-                     "threads": threads, "encoding": encoding,
-                     "mean_encoded_kb": mean_encoded_kb(shards),
-                     **throughput(endless(lambda s=shards: make_train_loader(
-                         "dali", s, num_threads=threads)), **measure)})
-    rows.append({**base, "name": "vireid DALI cpu, DALI operators (jpeg shards)",
-                 "threads": threads, **throughput(endless(lambda: make_train_loader(
-                     "dali", jpeg, num_threads=threads, cpu_augment="dali")), **measure)})
-    rows.append({**base, "name": "DALI decode-only ceiling (jpeg)", "threads": threads,
-                 **throughput(decode_only(jpeg, threads), **measure)})
-    rows.append({**base, "name": "vireid reference loader (jpeg, PyTorch)", "threads": 1,
-                 **throughput(endless(lambda: make_train_loader("reference", jpeg)),
-                              **measure)})
+    shards = {encoding: shards_of(root, encoding, work) for encoding in ("jpeg", "raw", "png")}
+    jpeg = shards["jpeg"]
+
+    def dali(folder, **options):
+        return endless(lambda: make_train_loader("dali", folder, num_threads=threads, **options))
+
+    def cached(folder, keep=True):
+        return lambda: cache_files(folder, keep)
+
+    table = {  # name → (batches, before each repeat, row fields)
+        "original (uint8 in RAM, PIL, 2 workers)": (original_batches(root), None,
+                                                    {"threads": 2})}
+    for encoding, folder in shards.items():
+        fields = {"threads": threads, "encoding": encoding,
+                  "mean_encoded_kb": mean_encoded_kb(folder)}
+        table[f"vireid DALI cpu, fused ({encoding} shards)"] = (
+            dali(folder), cached(folder), fields)
+    for encoding in ("jpeg", "raw"):
+        table[f"vireid DALI cpu, fused ({encoding} shards, cold page cache)"] = (
+            dali(shards[encoding]), cached(shards[encoding], keep=False), {"threads": threads})
+    table["vireid DALI cpu, DALI operators (jpeg shards)"] = (
+        dali(jpeg, cpu_augment="dali"), cached(jpeg), {"threads": threads})
+    table["DALI decode-only ceiling (jpeg)"] = (decode_only(jpeg, threads), cached(jpeg),
+                                                {"threads": threads})
+    table["vireid reference loader (jpeg, PyTorch)"] = (
+        endless(lambda: make_train_loader("reference", jpeg)), cached(jpeg), {"threads": 1})
     if _has_gpu():
-        rows.append({**base, "device": "cuda", "name": "vireid DALI gpu (jpeg shards)",
-                     "threads": threads, **throughput(endless(lambda: make_train_loader(
-                         "dali", jpeg, device="cuda", num_threads=threads)), **measure)})
-    return _ratios(rows)
+        table["vireid DALI gpu (jpeg shards)"] = (dali(jpeg, device="cuda"), cached(jpeg),
+                                                  {"threads": threads, "device": "cuda"})
+    measured = interleaved({name: row[:2] for name, row in table.items()}, steps=args.steps,
+                           warmup=args.warmup, repeats=args.repeats)
+    base = {**env, "benchmark": "train_loader", "batch": IMAGES_PER_STEP, "device": "cpu"}
+    return _ratios([{**base, "name": name, **fields, **measured[name]}
+                    for name, (_, _, fields) in table.items()])
 
 
 def _ratios(rows: list[dict]) -> list[dict]:
@@ -133,7 +121,7 @@ def _ratios(rows: list[dict]) -> list[dict]:
     for row in rows:
         row["ratio_to_original"] = row["images_per_s"] / original
         row["images_per_s_per_thread"] = row["images_per_s"] / row["threads"]
-        if "jpeg" in row["name"]:
+        if "(jpeg" in row["name"]:
             row["fraction_of_decode_ceiling"] = row["images_per_s"] / ceiling
         if row.get("encoding") in TARGETS:
             row["target"], met = TARGETS[row["encoding"]]
@@ -161,12 +149,12 @@ def scaling_rows(args, work: Path, env: dict) -> list[dict]:
     return rows
 
 
-def original_throughput(root: Path, measure: dict) -> dict:
+def original_batches(root: Path):
     from benchmarks.datasets import training_arrays
     from benchmarks.original.loader import original_loader
 
     arrays = training_arrays(root)
-    return throughput(endless(lambda: original_loader(*arrays, workers=2)), **measure)
+    return endless(lambda: original_loader(*arrays, workers=2))
 
 
 def startup_rows(args, work: Path, env: dict) -> list[dict]:
@@ -202,9 +190,9 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--work", type=Path, default=Path("/tmp/vireid-bench"))
     parser.add_argument("--ids", type=int, default=100, help="fake SYSU ids for throughput")
     parser.add_argument("--images-per-camera", type=int, default=10)
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--startup-ids", type=int, nargs=2, default=[300, 1250],
                         help="two dataset sizes (ids) for start-up time and RSS")
     parser.add_argument("--startup-images-per-camera", type=int, default=5)

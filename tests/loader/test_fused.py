@@ -12,7 +12,14 @@ import torchvision.transforms.functional as TF
 
 from vireid.constants import IMAGENET_MEAN, IMAGENET_STD
 from vireid.loader.augment import PAD, AugmentParams, draw_params, identity_params
-from vireid.loader.fused import FusedAugment, NormaliseTables, _half_bits, augment_batch, packed
+from vireid.loader.fused import (
+    FusedAugment,
+    NormaliseTables,
+    OutputBuffers,
+    _half_bits,
+    augment_batch,
+    packed,
+)
 
 MEAN = torch.tensor(IMAGENET_MEAN, dtype=torch.float32)
 STD = torch.tensor(IMAGENET_STD, dtype=torch.float32)
@@ -309,3 +316,20 @@ def test_other_statistics_are_refused_when_not_exact():
         got = values * tables.scale[:3] + tables.bias[:3]
         np.testing.assert_array_equal(got.astype(np.float16), expected.astype(np.float16))
     assert refused > 0
+
+
+def test_output_buffers_are_recycled_only_when_released():
+    """A batch still referenced (even through a view) is never handed out again; a released
+    one is, so steady-state training allocates nothing."""
+    buffers = OutputBuffers(keep=2)
+    shape = (2, 4, 3, 3)
+    first = buffers.take(shape)
+    view = first.permute(0, 3, 1, 2)[:1]
+    address = first.data_ptr()
+    del first
+    second = buffers.take(shape)
+    assert second.data_ptr() != address  # the view still holds the first buffer
+    del view
+    third = buffers.take(shape)
+    assert third.data_ptr() == address and third.dtype == torch.float16
+    assert buffers.take((1, 4, 3, 3)).shape == (1, 4, 3, 3)  # another shape: a new array

@@ -17,7 +17,7 @@ import numpy as np
 from vireid.errors import VireidError
 from vireid.loader.augment import PAD
 from vireid.loader.dali_pipes import decode_pipeline, eval_pipeline, import_dali, train_pipeline
-from vireid.loader.fused import FusedAugment, packed
+from vireid.loader.fused import FusedAugment, OutputBuffers, packed
 from vireid.loader.plan import eval_share
 from vireid.loader.source import ShardBytes
 from vireid.loader.train_base import TrainLoaderBase, default_threads, split_batch
@@ -25,6 +25,9 @@ from vireid.shards.encode import Encoding
 from vireid.shards.tario import Member, index_text
 
 CPU_AUGMENT = ("fused", "dali")
+# steps between asking the OS to read a step's bytes and reading them (DALI already runs the
+# callback ``prefetch`` steps ahead of the consumer)
+READ_AHEAD = 2
 
 
 class TrainSource:
@@ -52,9 +55,17 @@ class TrainSource:
         if step >= self.loader.sampler.steps_per_epoch:
             raise StopIteration
         plan = self.loader.plan(epoch, step)
+        self._prefetch(epoch, step + READ_AHEAD)
         if self.fused:
             return self._whole(plan)
         return self._regions(plan)
+
+    def _prefetch(self, epoch: int, step: int) -> None:
+        """Start reading a later step's samples now: the disk works while this one decodes."""
+        loader = self.loader
+        if step < loader.sampler.steps_per_epoch:
+            drawn = loader.sampler.step(epoch, step, loader.rank, loader.world_size)
+            loader.source.prefetch(np.concatenate([drawn.visible, drawn.infrared]))
 
     def _whole(self, plan):
         read, shape = self.loader.source.read, (*self.size, 3)
@@ -108,6 +119,7 @@ class TrainLoader(TrainLoaderBase):
         # (e.g. one process per core under torchrun)
         workers = max(1, min(default_threads(), self.num_threads))
         self._augment = FusedAugment(self.width, workers) if self.fused else None
+        self._buffers = OutputBuffers()
         self._iterator = None
 
     def load_state_dict(self, state: dict) -> None:
@@ -137,7 +149,6 @@ class TrainLoader(TrainLoaderBase):
 
     def _fused_batches(self):
         """DALI decodes ahead on its threads while this thread augments the batch it got."""
-        import torch
 
         if self._iterator is None:
             source = TrainSource(self, self.epoch, self.step, fused=True)
@@ -153,7 +164,7 @@ class TrainLoader(TrainLoaderBase):
                 pipe.reset()  # ready for the next epoch
                 return
             pixels = self._dense(images, samples)
-            out = torch.empty(pixels.shape, dtype=torch.float16)
+            out = self._buffers.take(pixels.shape)
             self._augment(pixels, np.asarray(params.as_tensor()), out)
             yield split_batch(out, self.per_rank)
 

@@ -60,12 +60,26 @@ class ShardBytes:
             self.shard_of[sample] = number
 
     def read(self, sample: int) -> np.ndarray:
+        data = os.pread(self._descriptor(sample), int(self.sizes[sample]),
+                        int(self.offsets[sample]))
+        return np.frombuffer(data, dtype=np.uint8)
+
+    def prefetch(self, samples) -> None:
+        """Ask the OS to start reading these samples into the page cache in the background
+        (``posix_fadvise`` WILLNEED; a no-op where that call does not exist), so that reading
+        them later does not wait for the disk."""
+        if not hasattr(os, "posix_fadvise"):
+            return
+        for sample in samples:
+            os.posix_fadvise(self._descriptor(sample), int(self.offsets[sample]),
+                             int(self.sizes[sample]), os.POSIX_FADV_WILLNEED)
+
+    def _descriptor(self, sample: int) -> int:
         number = int(self.shard_of[sample])
         descriptor = self._files.get(number)
         if descriptor is None:
             descriptor = self._files[number] = os.open(self.shard_path(sample), os.O_RDONLY)
-        data = os.pread(descriptor, int(self.sizes[sample]), int(self.offsets[sample]))
-        return np.frombuffer(data, dtype=np.uint8)
+        return descriptor
 
     def shard_path(self, sample: int) -> Path:
         """The tar file that holds global sample ``sample``."""

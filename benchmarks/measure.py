@@ -1,0 +1,82 @@
+"""Loader throughput measurement: images/s of batch iterators, one at a time or interleaved.
+
+Interleaving (one repeat of every row, then the next repeat) spreads the machine's noise over
+all rows alike, so ratios measured in one run stay meaningful on a shared, noisy machine.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+BATCH_IDS, NUM_POS = 8, 4
+IMAGES_PER_STEP = 2 * BATCH_IDS * NUM_POS
+
+
+def endless(make: Callable) -> Callable[[], Iterator]:
+    """Iterate a per-epoch loader forever."""
+    def batches():
+        loader = make()
+        while True:
+            yield from loader
+    return batches
+
+
+def summary(rates: list[float], steps: int) -> dict:
+    rates = sorted(rates)
+    return {"images_per_s": rates[len(rates) // 2], "images_per_s_min": rates[0],
+            "images_per_s_max": rates[-1], "repeats": len(rates), "steps": steps}
+
+
+def _rate(iterator: Iterator, steps: int) -> float:
+    start = time.perf_counter()
+    for _ in range(steps):
+        next(iterator)
+    return steps * IMAGES_PER_STEP / (time.perf_counter() - start)
+
+
+def throughput(batches: Callable[[], Iterator], steps: int, warmup: int, repeats: int) -> dict:
+    """images/s over ``steps`` batches after ``warmup`` batches; median of repeats."""
+    iterator = iter(batches())
+    for _ in range(warmup):
+        next(iterator)
+    return summary([_rate(iterator, steps) for _ in range(repeats)], steps)
+
+
+def interleaved(rows: dict[str, tuple[Callable[[], Iterator], Callable[[], None] | None]],
+                steps: int, warmup: int, repeats: int, settle: float = 1.0) -> dict[str, dict]:
+    """``{name: (batches, before)}`` → ``{name: summary}``; every row's repeat r runs before
+    any row's repeat r + 1, each after its ``before()`` hook (e.g. page-cache state) and
+    ``settle`` seconds of quiet: loaders keep working ahead (worker processes, prefetch
+    queues) after their row's last batch, and that work must not land in the next row."""
+    iterators = {}
+    for name, (batches, _) in rows.items():
+        iterators[name] = iter(batches())
+        for _ in range(warmup):
+            next(iterators[name])
+    rates: dict[str, list[float]] = {name: [] for name in rows}
+    for _ in range(repeats):
+        for name, (_, before) in rows.items():
+            if before is not None:
+                before()
+            time.sleep(settle)
+            rates[name].append(_rate(iterators[name], steps))
+    return {name: summary(values, steps) for name, values in rates.items()}
+
+
+def cache_files(folder: Path, keep: bool) -> None:
+    """Load every shard file of ``folder`` into the page cache (``keep``) or drop it from
+    there (``posix_fadvise`` DONTNEED: a cold start, as after a reboot or memory pressure)."""
+    for path in sorted(folder.glob("*.tar")):
+        if keep:
+            with open(path, "rb") as handle:
+                while handle.read(1 << 24):
+                    pass
+        elif hasattr(os, "posix_fadvise"):
+            descriptor = os.open(path, os.O_RDONLY)
+            try:
+                os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(descriptor)
