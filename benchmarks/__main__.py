@@ -31,7 +31,8 @@ FULL = {
 QUICK = {
     "shard_build": ["--ids", "8", "--images-per-camera", "1", "--repeats", "1"],
     "loader": ["--ids", "20", "--images-per-camera", "1", "--steps", "2", "--warmup", "1",
-               "--repeats", "1", "--startup-ids", "20", "22", "--startup-images-per-camera", "1",
+               "--repeats", "1", "--settle", "0", "--startup-ids", "20", "22",
+               "--startup-images-per-camera", "1",
                "--probe-steps", "2"],
     "train_step": ["--arch", "resnet18", "--height", "64", "--width", "32", "--steps", "1",
                    "--repeats", "1", "--no-end-to-end"],

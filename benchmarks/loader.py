@@ -70,10 +70,9 @@ TARGETS = {  # issue 3: CPU throughput targets, checked in the same run (never i
 
 
 def loader_rows(args, work: Path, env: dict) -> list[dict]:
-    """Every row measured interleaved with the others; shard files are in the page cache
-    (like the original's arrays in RAM) except in the rows marked "cold page cache"."""
+    """Every row in its own process, measured in turns with the others; shard files are in
+    the page cache (like the original's arrays in RAM) except in the "cold page cache" rows."""
     from benchmarks.datasets import fake_sysu, mean_encoded_kb, shards_of
-    from vireid.loader import make_train_loader
     from vireid.loader.train_base import default_threads
 
     root = fake_sysu(work, args.ids, args.images_per_camera)
@@ -81,37 +80,50 @@ def loader_rows(args, work: Path, env: dict) -> list[dict]:
     shards = {encoding: shards_of(root, encoding, work) for encoding in ("jpeg", "raw", "png")}
     jpeg = shards["jpeg"]
 
-    def dali(folder, **options):
-        return endless(lambda: make_train_loader("dali", folder, num_threads=threads, **options))
-
     def cached(folder, keep=True):
         return lambda: cache_files(folder, keep)
 
-    table = {  # name → (batches, before each repeat, row fields)
-        "original (uint8 in RAM, PIL, 2 workers)": (original_batches(root), None,
+    table = {  # name → (factory, arguments, before each repeat, row fields)
+        "original (uint8 in RAM, PIL, 2 workers)": (original_batches, (root,), None,
                                                     {"threads": 2})}
     for encoding, folder in shards.items():
         fields = {"threads": threads, "encoding": encoding,
                   "mean_encoded_kb": mean_encoded_kb(folder)}
         table[f"vireid DALI cpu, fused ({encoding} shards)"] = (
-            dali(folder), cached(folder), fields)
+            dali_batches, (folder, threads), cached(folder), fields)
     for encoding in ("jpeg", "raw"):
         table[f"vireid DALI cpu, fused ({encoding} shards, cold page cache)"] = (
-            dali(shards[encoding]), cached(shards[encoding], keep=False), {"threads": threads})
+            dali_batches, (shards[encoding], threads), cached(shards[encoding], keep=False),
+            {"threads": threads})
     table["vireid DALI cpu, DALI operators (jpeg shards)"] = (
-        dali(jpeg, cpu_augment="dali"), cached(jpeg), {"threads": threads})
-    table["DALI decode-only ceiling (jpeg)"] = (decode_only(jpeg, threads), cached(jpeg),
+        dali_batches, (jpeg, threads, {"cpu_augment": "dali"}), cached(jpeg),
+        {"threads": threads})
+    table["DALI decode-only ceiling (jpeg)"] = (decode_only, (jpeg, threads), cached(jpeg),
                                                 {"threads": threads})
-    table["vireid reference loader (jpeg, PyTorch)"] = (
-        endless(lambda: make_train_loader("reference", jpeg)), cached(jpeg), {"threads": 1})
+    table["vireid reference loader (jpeg, PyTorch)"] = (reference_batches, (jpeg,),
+                                                        cached(jpeg), {"threads": 1})
     if _has_gpu():
-        table["vireid DALI gpu (jpeg shards)"] = (dali(jpeg, device="cuda"), cached(jpeg),
-                                                  {"threads": threads, "device": "cuda"})
-    measured = interleaved({name: row[:2] for name, row in table.items()}, steps=args.steps,
-                           warmup=args.warmup, repeats=args.repeats)
+        table["vireid DALI gpu (jpeg shards)"] = (
+            dali_batches, (jpeg, threads, {"device": "cuda"}), cached(jpeg),
+            {"threads": threads, "device": "cuda"})
+    measured = interleaved({name: row[:3] for name, row in table.items()}, steps=args.steps,
+                           warmup=args.warmup, repeats=args.repeats, settle=args.settle)
     base = {**env, "benchmark": "train_loader", "batch": IMAGES_PER_STEP, "device": "cpu"}
     return _ratios([{**base, "name": name, **fields, **measured[name]}
-                    for name, (_, _, fields) in table.items()])
+                    for name, (_, _, _, fields) in table.items()])
+
+
+def dali_batches(folder: Path, threads: int, options: dict | None = None):
+    from vireid.loader import make_train_loader
+
+    return endless(lambda: make_train_loader("dali", folder, num_threads=threads,
+                                             **(options or {})))
+
+
+def reference_batches(folder: Path):
+    from vireid.loader import make_train_loader
+
+    return endless(lambda: make_train_loader("reference", folder))
 
 
 def _ratios(rows: list[dict]) -> list[dict]:
@@ -193,6 +205,8 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--settle", type=float, default=2.0,
+                        help="seconds of quiet before each measurement")
     parser.add_argument("--startup-ids", type=int, nargs=2, default=[300, 1250],
                         help="two dataset sizes (ids) for start-up time and RSS")
     parser.add_argument("--startup-images-per-camera", type=int, default=5)

@@ -6,6 +6,7 @@ all rows alike, so ratios measured in one run stay meaningful on a shared, noisy
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -45,25 +46,56 @@ def throughput(batches: Callable[[], Iterator], steps: int, warmup: int, repeats
     return summary([_rate(iterator, steps) for _ in range(repeats)], steps)
 
 
-def interleaved(rows: dict[str, tuple[Callable[[], Iterator], Callable[[], None] | None]],
+def interleaved(rows: dict[str, tuple[Callable, tuple, Callable[[], None] | None]],
                 steps: int, warmup: int, repeats: int, settle: float = 1.0) -> dict[str, dict]:
-    """``{name: (batches, before)}`` → ``{name: summary}``; every row's repeat r runs before
-    any row's repeat r + 1, each after its ``before()`` hook (e.g. page-cache state) and
-    ``settle`` seconds of quiet: loaders keep working ahead (worker processes, prefetch
-    queues) after their row's last batch, and that work must not land in the next row."""
-    iterators = {}
-    for name, (batches, _) in rows.items():
-        iterators[name] = iter(batches())
-        for _ in range(warmup):
-            next(iterators[name])
-    rates: dict[str, list[float]] = {name: [] for name in rows}
-    for _ in range(repeats):
-        for name, (_, before) in rows.items():
-            if before is not None:
-                before()
-            time.sleep(settle)
-            rates[name].append(_rate(iterators[name], steps))
+    """``{name: (factory, arguments, before)}`` → ``{name: summary}``.
+
+    Each row lives in its own process (spawned; ``factory(*arguments)`` gives its batch
+    iterator factory), as it would in training: a forked DataLoader worker would otherwise
+    make every later write of the measuring process a copy-on-write fault. Rows take turns:
+    every row's repeat r runs before any row's repeat r + 1, each after its ``before()`` hook
+    (e.g. page-cache state) and ``settle`` seconds of quiet (loaders keep working ahead after
+    their last batch, and that work must not land in the next row)."""
+    context = multiprocessing.get_context("spawn")
+    workers = {}
+    try:
+        for name, (factory, arguments, _) in rows.items():
+            parent, child = context.Pipe()
+            process = context.Process(
+                target=_serve, name=f"bench-{name}",
+                args=(child, factory, arguments, warmup, multiprocessing.get_start_method()))
+            process.start()
+            workers[name] = (process, parent)
+            parent.recv()  # built and warmed up; one at a time, so builds do not compete
+        rates: dict[str, list[float]] = {name: [] for name in rows}
+        for _ in range(repeats):
+            for name, (_, _, before) in rows.items():
+                if before is not None:
+                    before()
+                time.sleep(settle)
+                workers[name][1].send(steps)
+                rates[name].append(workers[name][1].recv())
+    finally:
+        for process, connection in workers.values():
+            connection.send(None)
+            process.join(timeout=60)
+            if process.is_alive():
+                process.kill()
     return {name: summary(values, steps) for name, values in rates.items()}
+
+
+def _serve(connection, factory: Callable, arguments: tuple, warmup: int,
+           start_method: str) -> None:
+    """A row's process: build, warm up, then measure ``steps`` batches per request. Its own
+    children (DataLoader workers) start as the platform's default would start them (fork on
+    Linux), not as this spawned process was started."""
+    multiprocessing.set_start_method(start_method, force=True)
+    batches = iter(factory(*arguments)())
+    for _ in range(warmup):
+        next(batches)
+    connection.send("ready")
+    while (steps := connection.recv()) is not None:
+        connection.send(_rate(batches, steps))
 
 
 def cache_files(folder: Path, keep: bool) -> None:
