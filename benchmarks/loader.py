@@ -207,7 +207,7 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--settle", type=float, default=2.0,
                         help="seconds of quiet before each measurement")
-    parser.add_argument("--startup-ids", type=int, nargs=2, default=[300, 1250],
+    parser.add_argument("--startup-ids", type=int, nargs=2, default=[300, 1350],
                         help="two dataset sizes (ids) for start-up time and RSS")
     parser.add_argument("--startup-images-per-camera", type=int, default=5)
     parser.add_argument("--probe-steps", type=int, default=5)
