@@ -301,3 +301,23 @@ def test_gpu_loader_matches_cpu(shard_dir):
     for a, b in zip(gpu, cpu):
         assert a["visible"].is_cuda
         assert np.abs(to_uint8(a["visible"].cpu()) - to_uint8(b["visible"])).max() <= 8.0
+
+
+@pytest.mark.parametrize("cpu_augment", CPU_AUGMENT)
+def test_damaged_image_inside_an_intact_shard_is_one_clear_error(shard_dir, copy_shards,
+                                                                  cpu_augment):
+    """Sizes and index still match, but the JPEG bytes are not a JPEG any more: one error
+    naming the shard, the image and the command that checks them — not a crash in DALI."""
+    from vireid.shards.tario import parse_index
+
+    shards = copy_shards(shard_dir("sysu", "jpeg"))
+    for index in shards.glob("*.idx"):
+        with open(index.with_suffix(".tar"), "r+b") as tar:
+            for group in parse_index(index):
+                for member in group:
+                    if member.name.endswith(".jpg"):
+                        tar.seek(member.offset)
+                        tar.write(b"\0" * 4)  # no JPEG start-of-image marker
+    loader = make_train_loader("dali", shards, batch_ids=4, num_pos=2, cpu_augment=cpu_augment)
+    with pytest.raises(VireidError, match=r"\.tar: image \S+ is not a JPEG.*verify --deep"):
+        take(loader, 1)

@@ -67,9 +67,23 @@ class TrainSource:
             drawn = loader.sampler.step(epoch, step, loader.rank, loader.world_size)
             loader.source.prefetch(np.concatenate([drawn.visible, drawn.infrared]))
 
+    def _read(self, samples) -> list[np.ndarray]:
+        """The stored bytes of ``samples``, each checked to start like an image of the shard's
+        encoding: DALI's CPU decoder can crash the process on bytes that are not an image."""
+        read, source = self.loader.source.read, self.loader.source
+        signature = source.manifest.encoding.signature
+        data = [read(int(s)) for s in samples]
+        for sample, image in zip(samples, data):
+            if image[:len(signature)].tobytes() != signature:
+                key = source.manifest.samples[int(sample)].key
+                raise VireidError(source.shard_path(int(sample)), f"image {key} is not a "
+                                  f"{source.manifest.encoding.value.upper()} (damaged shard: "
+                                  f"run `vireid-shard verify --deep {source.directory}`)")
+        return data
+
     def _whole(self, plan):
-        read, shape = self.loader.source.read, (*self.size, 3)
-        data = [read(int(s)) for s in plan.samples]
+        shape = (*self.size, 3)
+        data = self._read(plan.samples)
         if self.raw:
             data = [d.reshape(shape) for d in data]
         return data, packed(plan.params), plan.samples.astype(np.int64)
@@ -88,7 +102,7 @@ class TrainSource:
             regions = [np.ascontiguousarray(read(int(s)).reshape(height, width, 3)[
                 y:y + h, x:x + w]) for s, (y, x), (h, w) in zip(plan.samples, start, shape)]
             return (regions, *arguments)
-        data = [read(int(s)) for s in plan.samples]
+        data = self._read(plan.samples)
         return (data, start.astype(np.float32), shape.astype(np.float32), *arguments)
 
 
@@ -135,21 +149,40 @@ class TrainLoader(TrainLoaderBase):
             return
         from nvidia.dali.plugin.pytorch import DALIGenericIterator
 
-        if self._iterator is None:
-            source = TrainSource(self, self.epoch, self.step, fused=False)
-            pipe = train_pipeline(
-                source, batch_size=2 * self.per_rank, encoding=self.source.manifest.encoding,
-                height=self.height, width=self.width, device=self.device,
-                device_id=self.device_id, num_threads=self.num_threads, prefetch=self.prefetch)
-            self._iterator = DALIGenericIterator([pipe], ["images"], auto_reset=False)
-        else:
-            self._iterator.reset()
-        for output in self._iterator:
+        try:  # the iterator runs the pipeline as soon as it exists
+            if self._iterator is None:
+                source = TrainSource(self, self.epoch, self.step, fused=False)
+                pipe = train_pipeline(
+                    source, batch_size=2 * self.per_rank,
+                    encoding=self.source.manifest.encoding, height=self.height,
+                    width=self.width, device=self.device, device_id=self.device_id,
+                    num_threads=self.num_threads, prefetch=self.prefetch)
+                self._iterator = DALIGenericIterator([pipe], ["images"], auto_reset=False)
+            else:
+                self._iterator.reset()
+        except RuntimeError as error:
+            raise self._undecodable(error) from None
+        batches = iter(self._iterator)
+        while True:
+            try:
+                output = next(batches)
+            except StopIteration:
+                return
+            except RuntimeError as error:
+                raise self._undecodable(error) from None
             yield split_batch(output[0]["images"], self.per_rank)
+
+    def _undecodable(self, error: RuntimeError) -> VireidError:
+        """DALI's error (e.g. a damaged image inside an intact-looking shard) as one line."""
+        self._iterator = None  # a pipeline that failed cannot run again
+        reason = next((line.strip() for line in str(error).splitlines()
+                       if "rror" in line and "Critical" not in line), str(error).strip())
+        return VireidError(self.source.directory, f"a training batch failed in DALI "
+                           f"({reason[:200]}); check the shards with `vireid-shard verify "
+                           f"--deep {self.source.directory}`")
 
     def _fused_batches(self):
         """DALI decodes ahead on its threads while this thread augments the batch it got."""
-
         if self._iterator is None:
             source = TrainSource(self, self.epoch, self.step, fused=True)
             self._iterator = decode_pipeline(
@@ -163,6 +196,8 @@ class TrainLoader(TrainLoaderBase):
             except StopIteration:
                 pipe.reset()  # ready for the next epoch
                 return
+            except RuntimeError as error:
+                raise self._undecodable(error) from None
             pixels = self._dense(images, samples)
             out = self._buffers.take(pixels.shape)
             self._augment(pixels, np.asarray(params.as_tensor()), out)

@@ -23,6 +23,11 @@ class Encoding(str, Enum):
         """Tar member extension of the image (``raw``: H×W×3 uint8 bytes, row-major)."""
         return {"jpeg": "jpg", "png": "png", "raw": "raw"}[self.value]
 
+    @property
+    def signature(self) -> bytes:
+        """The bytes every stored image of this encoding starts with (raw: none)."""
+        return {"jpeg": b"\xff\xd8\xff", "png": b"\x89PNG\r\n\x1a\n", "raw": b""}[self.value]
+
 
 @dataclass(frozen=True)
 class EncodeTask:
