@@ -133,7 +133,7 @@ class TrainLoader(TrainLoaderBase):
         # (e.g. one process per core under torchrun)
         workers = max(1, min(default_threads(), self.num_threads))
         self._augment = FusedAugment(self.width, workers) if self.fused else None
-        self._buffers = OutputBuffers()
+        self._buffers = OutputBuffers() if self.fused else None
         self._iterator = None
 
     def load_state_dict(self, state: dict) -> None:

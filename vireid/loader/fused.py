@@ -65,10 +65,14 @@ class NormaliseTables:
 def augment_batch(images: np.ndarray, params: np.ndarray, tables: NormaliseTables, out):
     """uint8 N×H×W×3 ``images`` + ``packed`` params → ``out`` (a C-contiguous float16
     N×H×W×3 torch tensor or numpy array, written in place)."""
-    target = _check(images, params, tables, out)
+    _run(images, params, tables, _check(images, params, tables, out))
+    return out
+
+
+def _run(images: np.ndarray, params: np.ndarray, tables: NormaliseTables, target) -> None:
+    """The kernel on already checked arguments (``target``: the float16 numpy output)."""
     _augment(np.ascontiguousarray(images), np.ascontiguousarray(params, dtype=np.int64),
              tables.scale, tables.bias, tables.pad_bits, target.view(np.uint16))
-    return out
 
 
 def _check(images: np.ndarray, params: np.ndarray, tables: NormaliseTables, out) -> np.ndarray:
@@ -109,10 +113,10 @@ class FusedAugment:
     def __call__(self, images: np.ndarray, params: np.ndarray, out):
         if self._pool is None or len(images) < 2 * self.workers:
             return augment_batch(images, params, self.tables, out)
-        _check(images, params, self.tables, out)
+        target = _check(images, params, self.tables, out)  # once for the whole batch
         bounds = np.linspace(0, len(images), self.workers + 1).astype(int)
-        parts = [self._pool.submit(augment_batch, images[a:b], params[a:b], self.tables,
-                                   out[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+        parts = [self._pool.submit(_run, images[a:b], params[a:b], self.tables, target[a:b])
+                 for a, b in zip(bounds[:-1], bounds[1:])]
         for part in parts:
             part.result()
         return out
