@@ -39,7 +39,7 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--results", type=Path, default=None)
     args = parser.parse_args(argv)
     from benchmarks.datasets import fake_sysu, shards_of
-    from vireid.train.config import resolve_amp
+    from vireid.train.device import resolve_amp
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     arch = args.arch or ("resnet50" if device.type == "cuda" else "resnet18")

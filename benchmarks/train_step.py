@@ -94,7 +94,7 @@ def main(argv=None) -> list[dict]:
     args = parser.parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     arch = args.arch or ("resnet50" if device.type == "cuda" else "resnet18")
-    from vireid.train.config import resolve_amp
+    from vireid.train.device import resolve_amp
 
     base = {**environment(), "benchmark": "train_step", "device": device.type, "arch": arch,
             "batch": 2 * BATCH_IDS * NUM_POS, "threads": torch.get_num_threads(),
@@ -132,7 +132,7 @@ def end_to_end(args, arch, device, base) -> list[dict]:
     """The DALI loader over JPEG shards feeding the model (best AMP mode of this device)."""
     from benchmarks.datasets import fake_sysu, shards_of
     from vireid.loader import make_train_loader
-    from vireid.train.config import resolve_amp
+    from vireid.train.device import resolve_amp
 
     shards = shards_of(fake_sysu(args.work, 60, 4), "jpeg", args.work)
     amp = "fp16" if device.type == "cuda" else "bf16"

@@ -38,7 +38,8 @@ def records(record: Path, nproc: int = 2) -> list[dict]:
 def settings(shards, out, **overrides) -> TrainConfig:
     values = dict(shards=str(shards), out=str(out), arch="resnet18", pretrained="none",
                   epochs=2, batch_ids=4, num_pos=2, amp="off", max_steps=3, log_every=1,
-                  eval_every=10, warmup_epochs=1, milestones=(2, 3), num_threads=1)
+                  eval_every=10, warmup_epochs=1, milestones=(2, 3), num_threads=1,
+                  device="cpu")
     return TrainConfig(**{**values, **overrides})
 
 
@@ -77,7 +78,8 @@ def test_gathered_evaluation_equals_a_single_process_test(shards, straight_run):
 
     work, (rank0, rank1) = straight_run
     assert rank1["evaluations"] == [] and rank0["evaluations"]
-    single = test_checkpoint(shards, checkpoint_path(work / "run"), amp="off")
+    single = test_checkpoint(shards, checkpoint_path(work / "run"), amp="off",
+                             device="cpu")
     assert len(single) == len(rank0["evaluations"])
     for ours, theirs in zip(rank0["evaluations"], single):
         assert ours["trial"] == theirs["trial"] and ours["feature"] == theirs["feature"]

@@ -72,10 +72,15 @@ def train(
     arch: str = typer.Option("resnet50", help="Backbone: resnet50 (original) or resnet18."),
     pretrained: str = typer.Option("torchvision", help="ImageNet weights: torchvision, a "
                                    "PATH to a ResNet state dict, or none."),
-    amp: str = typer.Option("auto", help="Mixed precision: auto (fp16 on CUDA, off on CPU), "
-                            "bf16, fp16 or off (float32, as the original)."),
+    amp: str = typer.Option("auto", help="Mixed precision: auto (fp16 on CUDA, off on CPU; "
+                            "with --resume: the precision the run was trained in), bf16, fp16 "
+                            "or off (float32, as the original)."),
     channels_last: bool = typer.Option(True, help="Channels-last model and inputs."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the model."),
+    deterministic: bool = typer.Option(False, "--deterministic", help="Bitwise repeatable "
+                                       "CUDA runs: deterministic kernels and no cuDNN "
+                                       "autotuning (slower). Default: cuDNN picks the fastest "
+                                       "kernels for the fixed input shapes."),
     seed: int = typer.Option(0, help="Seed of initialisation, sampling and augmentation."),
     sampler: str = typer.Option("epoch", help="Identity order: epoch (every identity in every "
                                 "epoch) or original (independent draws per step, as the "
@@ -109,6 +114,7 @@ def train(
         num_pos=num_pos, lr=lr, weight_decay=weight_decay, warmup_epochs=warmup_epochs,
         milestones=tuple(milestones), method=method, arch=arch,
         pretrained=pretrained, amp=amp, channels_last=channels_last, compile=compile,
+        deterministic=deterministic,
         seed=seed, sampler=sampler, replace=replace, eval_every=eval_every,
         eval_batch_size=eval_batch_size,
         eval_protocol=protocol, loader=loader, device=device, cpu_augment=cpu_augment,

@@ -49,18 +49,25 @@ def extract_features(model, shards_dir, by_modality: dict[Modality, np.ndarray],
             options.update(device=device.type, device_id=device.index or 0,
                            num_threads=num_threads)
         batches = make_eval_loader(loader, shards_dir, wanted, **options)
-        for batch in batches:
-            images = batch["images"].to(device, non_blocking=True)
-            images = images if amp_dtype else images.float()
-            fmt = torch.channels_last if channels_last else torch.contiguous_format
-            images = images.contiguous(memory_format=fmt)
-            with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
-                                enabled=amp_dtype is not None):
-                stem = {"visible": images} if modality is Modality.VISIBLE else \
-                    {"infrared": images}
-                pooled, bn = model(**stem)
-            samples.append(np.asarray(batch["samples"], dtype=np.int64))
-            pool.append(pooled.float().cpu().numpy())
-            fc.append(bn.float().cpu().numpy())
+        with batches:
+            _extract(model, batches, device, amp_dtype, channels_last, modality,
+                     (samples, pool, fc))
     return merge_features([Features(np.concatenate(samples), np.concatenate(pool),
                                     np.concatenate(fc))])
+
+
+def _extract(model, batches, device, amp_dtype, channels_last, modality, into) -> None:
+    """Append the features of every batch of one modality to ``into`` (samples, pool, fc)."""
+    samples, pool, fc = into
+    for batch in batches:
+        images = batch["images"].to(device, non_blocking=True)
+        images = images if amp_dtype else images.float()
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        images = images.contiguous(memory_format=fmt)
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
+                            enabled=amp_dtype is not None):
+            stem = {"visible": images} if modality is Modality.VISIBLE else {"infrared": images}
+            pooled, bn = model(**stem)
+        samples.append(np.asarray(batch["samples"], dtype=np.int64))
+        pool.append(pooled.float().cpu().numpy())
+        fc.append(bn.float().cpu().numpy())

@@ -27,7 +27,7 @@ def make_train_loader(kind: str, shards_dir, **options):
 
 def make_eval_loader(kind: str, shards_dir, samples, **options):
     if kind == "dali":
-        from vireid.loader.dali_loader import EvalLoader
+        from vireid.loader.dali_eval import EvalLoader
 
         return EvalLoader(shards_dir, samples, **options)
     if kind == "reference":
@@ -39,10 +39,14 @@ def make_eval_loader(kind: str, shards_dir, samples, **options):
 
 def __getattr__(name: str):
     """``from vireid.loader import TrainLoader, EvalLoader`` without importing DALI eagerly."""
-    if name in ("TrainLoader", "EvalLoader"):
-        from vireid.loader import dali_loader
+    if name == "TrainLoader":
+        from vireid.loader.dali_loader import TrainLoader
 
-        return getattr(dali_loader, name)
+        return TrainLoader
+    if name == "EvalLoader":
+        from vireid.loader.dali_eval import EvalLoader
+
+        return EvalLoader
     if name in ("ReferenceTrainLoader", "ReferenceEvalLoader"):
         from vireid.loader import reference
 

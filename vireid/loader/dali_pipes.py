@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from vireid.constants import IMAGENET_MEAN, IMAGENET_STD
 from vireid.errors import VireidError
+from vireid.loader.dali_graph import check_gpu_kernels
 from vireid.shards.encode import Encoding
 
 
@@ -35,23 +36,33 @@ def _pipeline(batch_size: int, num_threads: int, device: str, device_id: int, pr
                          prefetch_queue_depth=prefetch)
 
 
+def _decoder(device: str) -> dict:
+    """Decoder placement and options. ``jpeg_fancy_upsampling``: nvJPEG upsamples 4:2:0
+    chroma like libjpeg-turbo and PIL (its default differs at chroma edges), so GPU and CPU
+    batches hold the same pixels within the stated JPEG tolerance."""
+    return {"device": "mixed" if device == "cuda" else "cpu", "jpeg_fancy_upsampling": True}
+
+
 def _decode(data, encoding: Encoding, device: str, fn, types):
     if encoding is Encoding.RAW:
         return data.gpu() if device == "cuda" else data
-    return fn.decoders.image(data, device="mixed" if device == "cuda" else "cpu",
-                             output_type=types.RGB)
+    return fn.decoders.image(data, output_type=types.RGB, **_decoder(device))
 
 
 def train_pipeline(source: Callable, *, batch_size: int, encoding: Encoding, height: int,
                    width: int, device: str, device_id: int, num_threads: int, prefetch: int):
     """external_source → decode the crop's in-image region → ONE crop_mirror_normalize that
-    pads the rest of the window with black, flips, normalises, casts to float16 and lays out
-    HWC → erase.
+    pads the rest of the window with black, flips, normalises and lays out HWC in float32 →
+    erase → cast to float16.
 
     The random crop of the zero-padded image is split into the part inside the image (decoded
     as a region of interest, or sliced by the callback for raw shards) and the padding, which
     crop_mirror_normalize adds with ``out_of_bounds_policy="pad"``: ``crop_pos`` 1 puts the
     padding before the region (window starting above/left of the image), 0 after it.
+
+    Erasing runs on float32 and the cast comes last because DALI's GPU ``erase`` has no
+    float16 kernel; on the CPU the order gives the same bits as erasing float16 (a zero fill
+    and a round-to-nearest cast commute). ``check_gpu_kernels`` guards this before a build.
     """
     _, fn, types = import_dali()
     pipe = _pipeline(batch_size, num_threads, device, device_id, prefetch)
@@ -59,24 +70,25 @@ def train_pipeline(source: Callable, *, batch_size: int, encoding: Encoding, hei
         if encoding is Encoding.RAW:
             region, crop_y, crop_x, mirror, erase_anchor, erase_shape = fn.external_source(
                 source=source, num_outputs=6, batch=True, batch_info=True,
-                layout=["HWC", None, None, None, None, None])
+                layout=["HWC", None, None, None, None, None],
+                dtype=[types.UINT8, None, None, None, None, None])
             images = region.gpu() if device == "cuda" else region
         else:
             data, anchor, shape, crop_y, crop_x, mirror, erase_anchor, erase_shape = \
                 fn.external_source(source=source, num_outputs=8, batch=True, batch_info=True)
             images = fn.decoders.image_slice(
                 data, anchor, shape, axis_names="HW", normalized_anchor=False,
-                normalized_shape=False, output_type=types.RGB,
-                device="mixed" if device == "cuda" else "cpu")
+                normalized_shape=False, output_type=types.RGB, **_decoder(device))
         black = [-m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)]  # pixel 0, normalised
         images = fn.crop_mirror_normalize(
             images, crop=(height, width), crop_pos_y=crop_y, crop_pos_x=crop_x,
             out_of_bounds_policy="pad", fill_values=black, mirror=mirror,
-            mean=_scaled(IMAGENET_MEAN), std=_scaled(IMAGENET_STD), dtype=types.FLOAT16,
+            mean=_scaled(IMAGENET_MEAN), std=_scaled(IMAGENET_STD), dtype=types.FLOAT,
             output_layout="HWC")
         images = fn.erase(images, anchor=erase_anchor, shape=erase_shape, axis_names="HW",
                           fill_value=0)
-        pipe.set_outputs(images)
+        pipe.set_outputs(fn.cast(images, dtype=types.FLOAT16))
+    check_gpu_kernels(pipe)
     return pipe
 
 
@@ -96,20 +108,18 @@ def decode_pipeline(source: Callable, *, batch_size: int, encoding: Encoding,
     return pipe
 
 
-def eval_pipeline(paths: list[str], index_paths: list[str], *, batch_size: int,
-                  encoding: Encoding, stored: tuple[int, int], size: tuple[int, int],
-                  device: str, device_id: int, num_threads: int, shard_id: int = 0,
-                  num_shards: int = 1):
-    """readers.webdataset (with index files) → decode → resize if needed → normalise fp16."""
+def eval_pipeline(source: Callable, *, batch_size: int, encoding: Encoding,
+                  stored: tuple[int, int], size: tuple[int, int], device: str, device_id: int,
+                  num_threads: int):
+    """external_source (stored bytes, up to ``batch_size`` per call) → decode → resize if
+    asked → normalise to float16 HWC."""
     _, fn, types = import_dali()
     pipe = _pipeline(batch_size, num_threads, device, device_id, 2)
     with pipe:
-        data = fn.readers.webdataset(paths=paths, index_paths=index_paths,
-                                     ext=[encoding.extension], missing_component_behavior="error",
-                                     random_shuffle=False, pad_last_batch=True, name="reader",
-                                     shard_id=shard_id, num_shards=num_shards)
-        if encoding is Encoding.RAW:
-            data = fn.reshape(data, shape=[stored[0], stored[1], 3], layout="HWC")
+        raw = encoding is Encoding.RAW
+        data = fn.external_source(source=source, batch=True, batch_info=True,
+                                  layout="HWC" if raw else None,
+                                  dtype=types.UINT8)
         images = _decode(data, encoding, device, fn, types)
         if tuple(stored) != tuple(size):
             images = fn.resize(images, size=list(size), antialias=True)
@@ -117,4 +127,5 @@ def eval_pipeline(paths: list[str], index_paths: list[str], *, batch_size: int,
             images, mean=_scaled(IMAGENET_MEAN), std=_scaled(IMAGENET_STD),
             dtype=types.FLOAT16, output_layout="HWC")
         pipe.set_outputs(images)
+    check_gpu_kernels(pipe)
     return pipe

@@ -79,6 +79,15 @@ class ReferenceEvalLoader:
     def __len__(self) -> int:
         return -(-len(self.samples) // self.batch_size)
 
+    def close(self) -> None:
+        self.source.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def __iter__(self):
         manifest = self.source.manifest
         for start in range(0, len(self.samples), self.batch_size):

@@ -64,6 +64,20 @@ class ShardBytes:
                         int(self.offsets[sample]))
         return np.frombuffer(data, dtype=np.uint8)
 
+    def read_images(self, samples) -> list[np.ndarray]:
+        """The stored bytes of ``samples``, each checked to start like an image of the
+        shard's encoding: DALI's CPU decoder can crash the process on bytes that are not an
+        image, so such bytes never reach it."""
+        signature = self.manifest.encoding.signature
+        data = [self.read(int(s)) for s in samples]
+        for sample, image in zip(samples, data):
+            if image[:len(signature)].tobytes() != signature:
+                key = self.manifest.samples[int(sample)].key
+                raise VireidError(self.shard_path(int(sample)), f"image {key} is not a "
+                                  f"{self.manifest.encoding.value.upper()} (damaged shard: "
+                                  f"run `vireid-shard verify --deep {self.directory}`)")
+        return data
+
     def prefetch(self, samples) -> None:
         """Ask the OS to start reading these samples into the page cache in the background
         (``posix_fadvise`` WILLNEED; a no-op where that call does not exist), so that reading

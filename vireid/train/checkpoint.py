@@ -19,17 +19,40 @@ from vireid.errors import VireidError
 CHECKPOINT_FORMAT = "vireid.checkpoint/1"
 
 
-def rng_state() -> dict:
+def rng_state(device: torch.device) -> dict:
+    """The random state to resume with: the CPU generator, and the generator of the one
+    GPU this process uses (nothing in the model draws from it today, but a resumed run must
+    not depend on how many GPUs the machine shows)."""
     state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def restore_rng(state: dict) -> None:
+def cuda_rng_for(saved, index: int):
+    """The saved CUDA generator state for device ``index``: one tensor (this format), or a
+    list with one per visible GPU (older checkpoints: the entry of ``index`` if it exists,
+    else the first). None when the run was on a CPU."""
+    if isinstance(saved, (list, tuple)):
+        return saved[index] if index < len(saved) else (saved[0] if saved else None)
+    return saved
+
+
+def restore_rng(state: dict, device: torch.device) -> None:
+    """Restore what ``rng_state`` saved onto this process's devices (any GPU count)."""
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if device.type == "cuda":
+        cuda = cuda_rng_for(state.get("cuda"), device.index or 0)
+        if cuda is not None:
+            torch.cuda.set_rng_state(cuda, device)
+
+
+def restore_scaler(scaler, saved: dict) -> None:
+    """Load a gradient scaler's state where there is one to load. A scaler that was disabled
+    (float32 or bf16, e.g. a CPU run) saved an empty state: an enabled scaler then keeps its
+    fresh state, and a disabled one ignores whatever was saved."""
+    if saved and scaler.is_enabled():
+        scaler.load_state_dict(saved)
 
 
 def save_checkpoint(payload: dict, path: Path) -> None:

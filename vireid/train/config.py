@@ -5,9 +5,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-AMP_MODES = ("auto", "bf16", "fp16", "off")
-
-
 @dataclass(frozen=True)
 class TrainConfig:
     shards: str
@@ -28,6 +25,7 @@ class TrainConfig:
     channels_last: bool = True
     sync_bn: bool = False
     compile: bool = False
+    deterministic: bool = False  # deterministic CUDA kernels, no cuDNN autotuning
     seed: int = 0
     replace: bool = True
     sampler: str = "epoch"
@@ -50,21 +48,6 @@ class TrainConfig:
     def compatible_keys(self) -> tuple[str, ...]:
         """Settings a resumed run must share with the run that wrote the checkpoint."""
         return ("shards", "trial", "batch_ids", "num_pos", "method", "arch", "seed", "replace",
-                "sampler", "lr", "momentum", "weight_decay", "warmup_epochs", "milestones", "amp",
+                "sampler", "lr", "momentum", "weight_decay", "warmup_epochs", "milestones",
                 "max_steps")
 
-
-def resolve_device(requested: str) -> str:
-    import torch
-
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return requested
-
-
-def resolve_amp(requested: str, device: str):
-    """auto: fp16 on CUDA (with a gradient scaler), off on CPU. Returns a torch dtype or None."""
-    import torch
-
-    mode = ("fp16" if device == "cuda" else "off") if requested == "auto" else requested
-    return {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[mode]

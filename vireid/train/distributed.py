@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from vireid.train.device import cuda_index
+
 
 @dataclass(frozen=True)
 class DistEnv:
@@ -46,7 +48,7 @@ def init_distributed(device_type: str) -> DistEnv:
     env = from_environment()
     if env.active and not dist.is_initialized():
         if device_type == "cuda":
-            torch.cuda.set_device(env.local_rank)
+            torch.cuda.set_device(cuda_index(env.local_rank, torch.cuda.device_count()))
         dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
     return env
 

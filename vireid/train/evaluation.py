@@ -29,7 +29,7 @@ def score(manifest, protocol, features, trials, kinds=FEATURES) -> list[dict]:
     return rows
 
 
-def evaluate_model(model, config, device, amp_dtype, env=None) -> list[dict]:
+def evaluate_model(model, config, device, amp_dtype, env=None, num_threads=None) -> list[dict]:
     """Rows of metrics.jsonl for the run's protocol (both "pool" and "fc" features).
 
     With several ranks each extracts its slice of the test images; rank 0 gathers the
@@ -44,7 +44,7 @@ def evaluate_model(model, config, device, amp_dtype, env=None) -> list[dict]:
     features = extract_features(
         model, config.shards, test_samples(manifest, protocol, trials), loader=config.loader,
         device=device, amp_dtype=amp_dtype, batch_size=config.eval_batch_size,
-        channels_last=config.channels_last, num_threads=config.num_threads,
+        channels_last=config.channels_last, num_threads=num_threads or config.num_threads,
         shard_id=env.rank, num_shards=env.world_size)
     gathered = gather_to_main(features, env)
     if not env.is_main:
@@ -60,7 +60,7 @@ def test_checkpoint(shards, checkpoint, *, protocol_name=None, trial=None, kinds
 
     from vireid.model import build_model
     from vireid.train.checkpoint import load_checkpoint
-    from vireid.train.config import resolve_amp, resolve_device
+    from vireid.train.device import resolve_amp, resolve_device
 
     state = load_checkpoint(checkpoint)
     manifest = load_manifest(shards)

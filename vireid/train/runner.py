@@ -16,8 +16,22 @@ import torch
 from vireid.errors import VireidError
 from vireid.loader import make_train_loader
 from vireid.loader.train_base import default_threads
-from vireid.train.checkpoint import load_checkpoint, restore_rng, rng_state, save_checkpoint
-from vireid.train.config import TrainConfig, resolve_amp, resolve_device
+from vireid.train.checkpoint import (
+    load_checkpoint,
+    restore_rng,
+    restore_scaler,
+    rng_state,
+    save_checkpoint,
+)
+from vireid.train.config import TrainConfig
+from vireid.train.device import (
+    PRECISIONS,
+    configure_cuda,
+    precision,
+    resolve_device,
+    resume_precision,
+    run_device,
+)
 from vireid.train.distributed import (
     DistEnv,
     barrier,
@@ -57,23 +71,24 @@ def run_training(config: TrainConfig, reporter: Reporter | None = None) -> RunRe
 def _run(config: TrainConfig, env: DistEnv, reporter: Reporter) -> RunResult:
     out = Path(config.out)
     _check_out_dir(out, config)
-    device_type = resolve_device(config.device)
-    device = torch.device(device_type, env.local_rank) if device_type == "cuda" else \
-        torch.device("cpu")
-    amp_dtype = resolve_amp(config.amp, device.type)
+    device = run_device(resolve_device(config.device), env.local_rank)
+    if device.type == "cuda":
+        configure_cuda(config.deterministic)
+    saved = load_checkpoint(checkpoint_path(out)) if config.resume else None
+    mode = _precision(config, device, saved)
+    amp_dtype = PRECISIONS[mode]
     torch.manual_seed(config.seed)  # model initialisation; batches have their own generators
-    threads = config.num_threads or (max(1, default_threads() // env.local_world_size)
-                                     if env.active else None)  # None: the loader's default
+    threads = _threads(config, env)
     loader = make_train_loader(config.loader, config.shards, batch_ids=config.batch_ids,
                                num_pos=config.num_pos, seed=config.seed, trial=config.trial,
                                replace=config.replace, order=config.sampler,
-                               device=device.type, device_id=env.local_rank,
+                               device=device.type, device_id=device.index or 0,
                                cpu_augment=config.cpu_augment, num_threads=threads, rank=env.rank,
                                world_size=env.world_size)
     model, optimizer, scheduler, scaler = _build(config, loader.num_classes, device, amp_dtype,
                                                  env)
-    start = _resume(config, out, model, optimizer, scheduler, scaler, loader) \
-        if config.resume else 0
+    start = _resume(config, saved, out, model, optimizer, scheduler, scaler, loader, device) \
+        if saved else 0
     if not env.is_main:
         reporter = Reporter()
     run_log = RunLog(out, config, library_versions()) if env.is_main else None
@@ -88,14 +103,16 @@ def _run(config: TrainConfig, env: DistEnv, reporter: Reporter) -> RunResult:
         scheduler.step()
         loader.seek(epoch + 1, 0)
         if env.is_main:
-            _save(out, config, epoch, model, optimizer, scheduler, scaler, loader)
+            _save(out, config, epoch, model, optimizer, scheduler, scaler, loader,
+                  {"precision": mode, "rng": rng_state(device)})
             run_log.epoch({"epoch": epoch, **stats})
         barrier()
         reporter.epoch_end(epoch, stats)
         if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
             broadcast_buffers(_plain(model), env)
             # the plain module: no DDP collective per forward, ranks may run unequal batches
-            evaluations = evaluate_model(_plain(model), config, device, amp_dtype, env)
+            evaluations = evaluate_model(_plain(model), config, device, amp_dtype, env,
+                                         num_threads=threads)
             for row in evaluations:
                 run_log.evaluation({"epoch": epoch, **row})
             if evaluations:
@@ -103,6 +120,27 @@ def _run(config: TrainConfig, env: DistEnv, reporter: Reporter) -> RunResult:
     if run_log:
         run_log.close()
     return RunResult(evaluations, _plain(model))
+
+
+def _threads(config: TrainConfig, env: DistEnv) -> int | None:
+    """DALI threads per process: the cores divided among this node's ranks under torchrun
+    (training and evaluation alike); None lets a single process take the loader's default."""
+    if config.num_threads or not env.active:
+        return config.num_threads
+    return max(1, default_threads() // env.local_world_size)
+
+
+def _precision(config: TrainConfig, device: torch.device, saved: dict | None) -> str:
+    """This run's precision: ``--amp`` on ``device``, or for a resumed run the precision it
+    was trained in (checkpoints before this field: its ``--amp``, ``auto`` read off the
+    scaler, which holds state only when fp16 was used)."""
+    if saved is None:
+        return precision(config.amp, device.type)
+    was = saved.get("precision")
+    if was is None:
+        amp = saved["config"].get("amp", "auto")
+        was = amp if amp != "auto" else ("fp16" if saved.get("scaler") else "off")
+    return resume_precision(config.amp, device.type, was)
 
 
 def _check_out_dir(out: Path, config: TrainConfig) -> None:
@@ -138,17 +176,16 @@ def _plain(model):
     return getattr(model, "_orig_mod", model)
 
 
-def _save(out, config, epoch, model, optimizer, scheduler, scaler, loader) -> None:
+def _save(out, config, epoch, model, optimizer, scheduler, scaler, loader, extra) -> None:
     save_checkpoint({
         "epoch": epoch, "config": config.to_dict(), "model": _plain(model).state_dict(),
         "num_classes": loader.num_classes, "arch": config.arch, "method": config.method,
         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-        "scaler": scaler.state_dict(), "loader": loader.state_dict(), "rng": rng_state(),
+        "scaler": scaler.state_dict(), "loader": loader.state_dict(), **extra,
     }, checkpoint_path(out))
 
 
-def _resume(config, out, model, optimizer, scheduler, scaler, loader) -> int:
-    state = load_checkpoint(checkpoint_path(out))
+def _resume(config, state, out, model, optimizer, scheduler, scaler, loader, device) -> int:
     saved = state["config"]
     for key in config.compatible_keys():
         mine = config.to_dict()[key]
@@ -158,8 +195,8 @@ def _resume(config, out, model, optimizer, scheduler, scaler, loader) -> int:
     load_weights(_plain(model), state, checkpoint_path(out))
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
-    scaler.load_state_dict(state["scaler"])
+    restore_scaler(scaler, state["scaler"])
     loader.load_state_dict(state["loader"])
-    restore_rng(state["rng"])
+    restore_rng(state["rng"], device)
     log.info("resuming %s after epoch %d", out, state["epoch"])
     return int(state["epoch"]) + 1

@@ -1,0 +1,79 @@
+"""DALI's failures as one line each, blaming the shards only when a named image is damaged.
+
+DALI reports an operator failure as several paragraphs: the operator, where the graph defined
+it, and after ``encountered:`` the reason. It does not say which sample of the batch failed.
+A decoder's failure is traced to its sample by decoding the batch's candidates on the CPU
+(PIL): only an image that fails there too is blamed on the shards, with the tar, the key and
+the command that checks them. Anything else (out of memory, an unsupported type, an nvJPEG
+error on a valid image) is DALI's own reason in one line.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass
+
+from vireid.errors import VireidError
+
+OUT_OF_MEMORY = ("out of memory", "bad_alloc", "cudaErrorMemoryAllocation",
+                 "CUDA_ERROR_OUT_OF_MEMORY", "Can't allocate")
+_OPERATOR = re.compile(r"Error in (\w+) operator `([^`]+)`")
+
+
+@dataclass(frozen=True)
+class DaliFailure:
+    operator: str | None  # e.g. "nvidia.dali.fn.decoders.image_slice" (None: not an operator)
+    backend: str | None  # CPU, GPU or MIXED
+    reason: str  # DALI's reason, one line
+
+    @property
+    def decoding(self) -> bool:
+        """A decoder failed for a reason that the image's bytes can explain."""
+        return bool(self.operator and ".decoders." in self.operator) and not any(
+            word.lower() in self.reason.lower() for word in OUT_OF_MEMORY)
+
+    def sentence(self) -> str:
+        where = f" in {self.backend} operator {self.operator}" if self.operator else ""
+        return f"DALI failed{where}: {self.reason}"
+
+
+def parse_failure(error: BaseException) -> DaliFailure:
+    """The operator and the reason of a DALI error message."""
+    text = str(error)
+    match = _OPERATOR.search(text)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if "encountered:" in lines:
+        lines = lines[lines.index("encountered:") + 1:]
+    lines = [line for line in lines if not line.startswith(("Critical error",
+                                                            "Current pipeline object"))]
+    reason = (lines[0] if lines else text.strip() or type(error).__name__)[:300]
+    return DaliFailure(match.group(2) if match else None,
+                       match.group(1).upper() if match else None, reason)
+
+
+def decode_problem(data: bytes) -> str | None:
+    """Why PIL cannot decode ``data`` (None when it can)."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+    except Exception as error:  # noqa: BLE001 - PIL raises many types for bad bytes
+        return re.sub(r"\s*<[^>]*>", "", str(error)) or type(error).__name__
+    return None
+
+
+def explain(error: BaseException, source, suspects, where) -> VireidError:
+    """DALI's ``error`` as a VireidError: a damaged image among ``suspects`` (global sample
+    numbers) named with its shard, else DALI's reason at ``where``."""
+    failure = parse_failure(error)
+    if failure.decoding and source.manifest.encoding.value != "raw":
+        for sample in dict.fromkeys(int(s) for s in suspects):
+            problem = decode_problem(source.read(sample).tobytes())
+            if problem:
+                key = source.manifest.samples[sample].key
+                return VireidError(source.shard_path(sample), f"image {key} cannot be decoded "
+                                   f"({problem[:120]}): damaged shard, run `vireid-shard verify "
+                                   f"--deep {source.directory}`")
+    return VireidError(where, failure.sentence())

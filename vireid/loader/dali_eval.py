@@ -1,0 +1,98 @@
+"""DALI evaluation batches: every requested test image once, in storage order.
+
+The bytes come from the shards through ``external_source`` like the training batches (one
+positional read per image, checked against the encoding's signature before DALI sees them),
+so a damaged shard is one line naming the tar and the key, and nothing is written anywhere.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from vireid.loader.dali_errors import explain
+from vireid.loader.dali_pipes import eval_pipeline, import_dali
+from vireid.loader.handoff import run_pipeline, to_torch
+from vireid.loader.plan import eval_share
+from vireid.loader.source import ShardBytes
+from vireid.loader.train_base import default_threads
+from vireid.shards.encode import Encoding
+
+
+class EvalSource:
+    """The external_source callback: iteration i → the stored images of batch i."""
+
+    def __init__(self, source: ShardBytes, samples: np.ndarray, batch_size: int):
+        self.source, self.samples, self.batch_size = source, samples, batch_size
+        manifest = source.manifest
+        self.shape = (manifest.height, manifest.width, 3)
+        self.raw = manifest.encoding is Encoding.RAW
+
+    def batch(self, iteration: int) -> np.ndarray:
+        return self.samples[iteration * self.batch_size:(iteration + 1) * self.batch_size]
+
+    def __call__(self, info):
+        chosen = self.batch(info.iteration)
+        if len(chosen) == 0:
+            raise StopIteration
+        data = self.source.read_images(chosen)
+        return [d.reshape(self.shape) for d in data] if self.raw else data
+
+
+class EvalLoader:
+    """Batches of the requested samples in storage order: ``images`` (N,3,H,W) fp16
+    channels-last and ``samples`` (their global numbers). With ``num_shards`` > 1 this rank
+    reads its contiguous slice (``eval_share``)."""
+
+    def __init__(self, shards_dir: Path, samples, *, device: str = "cpu", device_id: int = 0,
+                 batch_size: int = 128, num_threads: int | None = None,
+                 size: tuple[int, int] | None = None, shard_id: int = 0, num_shards: int = 1):
+        import_dali()
+        self.source = ShardBytes(shards_dir)
+        manifest = self.source.manifest
+        self.samples = eval_share(samples, shard_id, num_shards)
+        self.batch_size, self.device = batch_size, device
+        self._callback = EvalSource(self.source, self.samples, batch_size)
+        stored = (manifest.height, manifest.width)
+        self._pipe = eval_pipeline(
+            self._callback, batch_size=batch_size, encoding=manifest.encoding, stored=stored,
+            size=size or stored, device=device, device_id=device_id,
+            num_threads=num_threads or default_threads())
+
+    def __len__(self) -> int:
+        return -(-len(self.samples) // self.batch_size)
+
+    def __iter__(self):
+        if not len(self):
+            return
+        iteration = 0
+        while iteration < len(self):
+            try:
+                (images,) = run_pipeline(self._pipe, self.device)
+            except (RuntimeError, StopIteration) as error:
+                self.close()
+                raise explain(error, self.source, self._callback.batch(iteration),
+                              self.source.directory) from None
+            images = to_torch(images).permute(0, 3, 1, 2)
+            yield {"images": images, "samples": self._callback.batch(iteration)}
+            iteration += 1
+        self._rewind()
+
+    def _rewind(self) -> None:
+        """Take DALI's end-of-epoch signal and reset, so the loader can be iterated again."""
+        try:
+            run_pipeline(self._pipe, self.device)
+        except StopIteration:
+            self._pipe.reset()
+
+    def close(self) -> None:
+        """Release the pipeline and the shard files (also done when iterating fails)."""
+        self._pipe = None
+        self.source.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
