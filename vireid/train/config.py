@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+
 @dataclass(frozen=True)
 class TrainConfig:
     shards: str
