@@ -119,3 +119,35 @@ def test_an_older_checkpoint_from_several_gpus_resumes_on_the_cpu(tiny_shards, t
                                  resume=True))
     assert load_checkpoint(checkpoint_path(out))["epoch"] == 1
     assert result.model is not None
+
+
+def test_evaluation_and_training_threads_divide_the_cores_among_local_ranks(tiny_shards,
+                                                                            tmp_path):
+    from vireid.loader.train_base import default_threads
+    from vireid.train.distributed import DistEnv
+    from vireid.train.runner import _threads
+
+    run = config(tiny_shards, tmp_path / "run")
+    assert _threads(run, DistEnv()) is None  # one process: the loaders' own defaults
+    four = DistEnv(rank=1, world_size=8, local_rank=1, local_world_size=4)
+    assert _threads(run, four) == max(1, default_threads() // 4)
+    assert _threads(config(tiny_shards, tmp_path / "x", num_threads=3), four) == 3
+
+
+@pytest.fixture
+def restore_backends():
+    saved = (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
+             torch.are_deterministic_algorithms_enabled())
+    yield
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved[:2]
+    torch.use_deterministic_algorithms(saved[2])
+
+
+def test_cudnn_autotunes_unless_determinism_is_asked_for(restore_backends):
+    from vireid.train.device import configure_cuda
+
+    configure_cuda(deterministic=False)
+    assert torch.backends.cudnn.benchmark and not torch.backends.cudnn.deterministic
+    configure_cuda(deterministic=True)
+    assert not torch.backends.cudnn.benchmark and torch.backends.cudnn.deterministic
+    assert torch.are_deterministic_algorithms_enabled()
