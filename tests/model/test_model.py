@@ -130,9 +130,12 @@ def test_missing_imagenet_weights_fall_back_with_a_warning(caplog, monkeypatch, 
         model = build_model(3, "resnet18", pretrained="torchvision")
     assert isinstance(model, torch.nn.Module)
     assert "not available" in caplog.text or "not found" in caplog.text
-    with caplog.at_level(logging.WARNING):
+
+
+def test_a_mistyped_weights_path_is_refused(tmp_path):
+    """Training 81 epochs from random weights because of a typo is never what was meant."""
+    with pytest.raises(VireidError, match=r"absent.pth: pretrained weights not found"):
         build_model(3, "resnet18", pretrained=str(tmp_path / "absent.pth"))
-    assert "not found" in caplog.text
 
 
 def test_local_weights_load_into_both_stems_and_bad_ones_are_refused(tmp_path):

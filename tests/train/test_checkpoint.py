@@ -45,3 +45,41 @@ def test_bad_files(tmp_path):
     torch.save({"state_dict": {}}, other)
     with pytest.raises(VireidError, match="not a vireid.checkpoint"):
         load_checkpoint(other)
+
+
+def test_a_full_disk_reported_by_torch_as_runtime_error_is_one_line(tmp_path, monkeypatch):
+    """torch.save reports a failed write as RuntimeError: caught, the partial file (which
+    would keep the disk full) removed, the previous checkpoint kept."""
+    import vireid.train.checkpoint as checkpoint
+
+    path = tmp_path / "last.pt"
+    save_checkpoint({"epoch": 1}, path)
+    before = path.read_bytes()
+    real = torch.save
+
+    def half_written(obj, handle):
+        handle.write(b"x" * 4096)
+        raise RuntimeError("[enforce fail at inline_container.cc:778] . PytorchStreamWriter "
+                           "failed writing file data/3: file write failed")
+
+    monkeypatch.setattr(torch, "save", half_written)
+    monkeypatch.setattr(checkpoint, "_disk_full", lambda path: True)
+    with pytest.raises(VireidError, match=r"last.pt: cannot write checkpoint: disk full "
+                                          r"\(the previous checkpoint is intact\)$"):
+        save_checkpoint({"epoch": 2}, path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+    monkeypatch.setattr(torch, "save", real)
+
+
+def test_temporary_names_are_per_process(tmp_path, monkeypatch):
+    seen = []
+    real = torch.save
+
+    def spy(obj, handle):
+        seen.append(handle.name)
+        real(obj, handle)
+
+    monkeypatch.setattr(torch, "save", spy)
+    save_checkpoint({"epoch": 1}, tmp_path / "last.pt")
+    assert seen == [str(tmp_path / f".last.pt.partial-{__import__('os').getpid()}")]

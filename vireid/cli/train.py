@@ -9,6 +9,8 @@ from pathlib import Path
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from vireid.choices import Amp, Arch, CpuAugment, Device, LoaderKind, Method, SamplerOrder
+from vireid.cli.checks import increasing_epochs, positive
 from vireid.cli.common import new_app, stderr, user_errors
 from vireid.cli.tables import render_rows
 from vireid.train.config import TrainConfig
@@ -56,23 +58,27 @@ class ProgressReporter(Reporter):
 @app.command()
 def train(
     shards: Path = typer.Option(..., help="Shard folder written by `vireid-shard build`."),
-    out: Path = typer.Option(..., help="Run folder: config, metrics.jsonl, tb/, checkpoints/."),
-    trial: int = typer.Option(None, help="RegDB trial to train on (1-10, default 1)."),
+    out: Path = typer.Option(..., help="Run folder: config, metrics.jsonl, tb/, checkpoints/. "
+                             "A new run needs a new or empty folder; one run at a time."),
+    trial: int = typer.Option(None, min=1, help="RegDB trial to train on (1-10, default 1)."),
     epochs: int = typer.Option(81, min=1, help="Epochs (the original trains 81)."),
     batch_ids: int = typer.Option(8, min=1, help="Identities per step, P (original "
                                   "--batch-size)."),
     num_pos: int = typer.Option(4, min=1, help="Images per identity and modality, K."),
-    lr: float = typer.Option(0.1, help="Base learning rate (BNNeck and classifier; the rest "
-                             "uses 0.1×)."),
-    weight_decay: float = typer.Option(5e-4, help="SGD weight decay."),
+    lr: float = typer.Option(0.1, callback=positive, help="Base learning rate, > 0 (BNNeck "
+                             "and classifier; the rest uses 0.1×)."),
+    weight_decay: float = typer.Option(5e-4, min=0.0, help="SGD weight decay (≥ 0)."),
     warmup_epochs: int = typer.Option(10, min=0, help="Linear warm-up epochs."),
-    milestones: tuple[int, int] = typer.Option((20, 50), help="Epochs where the learning "
-                                               "rate drops 10× (two values)."),
-    method: str = typer.Option("agw", help="agw (non-local, GeM, WRT) or base (hard triplet)."),
-    arch: str = typer.Option("resnet50", help="Backbone: resnet50 (original) or resnet18."),
+    milestones: tuple[int, int] = typer.Option((20, 50), callback=increasing_epochs,
+                                               help="Epochs where the learning rate drops 10× "
+                                               "(two increasing values)."),
+    method: Method = typer.Option(Method.AGW, help="agw (non-local, GeM, WRT) or base (hard "
+                                  "triplet)."),
+    arch: Arch = typer.Option(Arch.RESNET50, help="Backbone: resnet50 (original) or "
+                              "resnet18."),
     pretrained: str = typer.Option("torchvision", help="ImageNet weights: torchvision, a "
-                                   "PATH to a ResNet state dict, or none."),
-    amp: str = typer.Option("auto", help="Mixed precision: auto (fp16 on CUDA, off on CPU; "
+                                   "PATH to a ResNet state dict (must exist), or none."),
+    amp: Amp = typer.Option(Amp.AUTO, help="Mixed precision: auto (fp16 on CUDA, off on CPU; "
                             "with --resume: the precision the run was trained in), bf16, fp16 "
                             "or off (float32, as the original)."),
     channels_last: bool = typer.Option(True, help="Channels-last model and inputs."),
@@ -81,25 +87,36 @@ def train(
                                        "CUDA runs: deterministic kernels and no cuDNN "
                                        "autotuning (slower). Default: cuDNN picks the fastest "
                                        "kernels for the fixed input shapes."),
-    seed: int = typer.Option(0, help="Seed of initialisation, sampling and augmentation."),
-    sampler: str = typer.Option("epoch", help="Identity order: epoch (every identity in every "
-                                "epoch) or original (independent draws per step, as the "
-                                "original)."),
+    seed: int = typer.Option(0, min=0, help="Seed of initialisation, sampling and "
+                             "augmentation (≥ 0)."),
+    sampler: SamplerOrder = typer.Option(SamplerOrder.EPOCH, help="Identity order: epoch "
+                                         "(every identity in every epoch) or original "
+                                         "(independent draws per step, as the original)."),
     replace: bool = typer.Option(True, help="Draw an identity's K images with replacement "
-                                 "(the original) or without (--no-replace)."),
+                                 "(the original) or without (--no-replace: every identity "
+                                 "needs K images per modality)."),
     eval_every: int = typer.Option(2, min=1, help="Evaluate every N epochs and at the end."),
-    eval_batch_size: int = typer.Option(64, min=1, help="Images per evaluation batch."),
-    protocol: str = typer.Option(None, help="Protocol to evaluate (default: the dataset's)."),
-    loader: str = typer.Option("dali", help="dali or reference (plain PyTorch)."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    cpu_augment: str = typer.Option("fused", help="Training augmentation on a CPU: fused (DALI "
-                                    "decodes, one compiled pass pads, crops, flips, normalises "
-                                    "and erases; ~2.5x faster) or dali (DALI's own operators: "
-                                    "the GPU graph, run on the CPU). Same pixels either way."),
-    num_threads: int = typer.Option(None, help="DALI threads (default: cores + 1)."),
-    max_steps: int = typer.Option(None, help="Cut every epoch after N steps (smoke runs)."),
+    eval_batch_size: int = typer.Option(64, min=1, max=4096, help="Images per evaluation "
+                                        "batch (1-4096)."),
+    protocol: str = typer.Option(None, help="Protocol to evaluate (default: the dataset's; "
+                                 "checked against the shards before training)."),
+    loader: LoaderKind = typer.Option(LoaderKind.DALI, help="dali or reference (plain "
+                                      "PyTorch)."),
+    device: Device = typer.Option(Device.AUTO, help="auto (CUDA when a GPU is visible), cpu "
+                                  "or cuda."),
+    cpu_augment: CpuAugment = typer.Option(
+        CpuAugment.FUSED, help="Training augmentation on a CPU: fused (DALI decodes, one "
+        "compiled pass pads, crops, flips, normalises and erases; ~2.5x faster) or dali "
+        "(DALI's own operators: the GPU graph, run on the CPU). Same pixels either way."),
+    num_threads: int = typer.Option(None, min=1, max=1024, help="DALI threads (default: "
+                                    "cores + 1)."),
+    max_steps: int = typer.Option(None, min=1, help="Cut every epoch after N steps (smoke "
+                                  "runs)."),
     log_every: int = typer.Option(10, min=1, help="Report losses every N steps."),
     resume: bool = typer.Option(False, help="Continue the run in --out from its checkpoint."),
+    verify: bool = typer.Option(True, help="Check every shard's sha256 against the manifest "
+                                "before training (about a second per GB); --no-verify skips "
+                                "it."),
     sync_bn: bool = typer.Option(False, "--sync-bn", help="Synchronise BatchNorm statistics "
                                  "across processes (multi-process runs)."),
     nproc: int = typer.Option(1, min=1, help="Processes on this machine: launches torchrun "
@@ -119,7 +136,7 @@ def train(
         eval_batch_size=eval_batch_size,
         eval_protocol=protocol, loader=loader, device=device, cpu_augment=cpu_augment,
         num_threads=num_threads, max_steps=max_steps, log_every=log_every, resume=resume,
-        sync_bn=sync_bn)
+        verify=verify, sync_bn=sync_bn)
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
         launch_torchrun(nproc, sys.argv[1:])
         return

@@ -76,6 +76,11 @@ class IdentitySampler:
                               f"{len(pools[0])} classes")
         if order not in ORDERS:
             raise VireidError("--sampler", f"unknown identity order {order!r} ({ORDERS})")
+        short = short_identity(pools, num_pos) if not replace else None
+        if short:
+            modality, label, count, _ = short
+            raise VireidError(view.name, f"drawing {num_pos} images per identity without "
+                              f"replacement, but label {label} has {count} {modality} images")
         return cls(pools[0], pools[1], len(view.visible.samples), len(view.infrared.samples),
                    batch_ids, num_pos, seed, replace, order)
 
@@ -107,8 +112,17 @@ class IdentitySampler:
         return SampledStep(epoch, step, visible[share], infrared[share], labels[share])
 
     def _draw(self, rng: np.random.Generator, pool: np.ndarray) -> np.ndarray:
-        replace = self.replace or len(pool) < self.num_pos
-        return pool[rng.choice(len(pool), self.num_pos, replace=replace)]
+        return pool[rng.choice(len(pool), self.num_pos, replace=self.replace)]
+
+
+def short_identity(pools, num_pos: int) -> tuple[str, int, int, int] | None:
+    """The first label with fewer than ``num_pos`` images in a modality: (modality, label,
+    count, one of its samples), or None. ``pools``: per modality, per label, sample numbers."""
+    for modality, groups in zip(("visible", "infrared"), pools):
+        for label, group in enumerate(groups):
+            if len(group) < num_pos:
+                return modality, label, len(group), int(group[0])
+    return None
 
 
 @functools.lru_cache(maxsize=8)

@@ -15,7 +15,7 @@ import numpy as np
 
 from vireid.errors import VireidError
 from vireid.loader.plan import StepPlan, plan_step
-from vireid.loader.sampler import IdentitySampler
+from vireid.loader.sampler import IdentitySampler, short_identity
 from vireid.loader.source import ShardBytes
 from vireid.records import TrainView
 from vireid.shards.manifest import Manifest
@@ -35,6 +35,22 @@ def select_view(manifest: Manifest, trial: int | None) -> TrainView:
     return manifest.view("train")
 
 
+def check_enough_images(manifest: Manifest, view: TrainView, num_pos: int) -> None:
+    """Drawing without replacement needs ``num_pos`` images of every identity in both
+    modalities: name the first identity (its pid) that has fewer."""
+    pools = []
+    for part in (view.visible, view.infrared):
+        samples, labels = np.asarray(part.samples), np.asarray(part.labels)
+        pools.append([samples[labels == c] for c in range(int(labels.max()) + 1)])
+    short = short_identity(pools, num_pos)
+    if short:
+        modality, _, count, sample = short
+        pid = manifest.samples[sample].pid
+        raise VireidError(view.name, f"identity {pid} has {count} {modality} image"
+                          f"{'s' if count != 1 else ''}, fewer than the {num_pos} to draw "
+                          "without replacement (draw with replacement, or fewer per identity)")
+
+
 def split_batch(images, per_modality: int):
     """N×H×W×C → (visible, infrared) as channels-last N×C×H×W views (no copy)."""
     nchw = images.permute(0, 3, 1, 2)
@@ -48,6 +64,8 @@ class TrainLoaderBase:
         self.source = ShardBytes(shards_dir)
         manifest = self.source.manifest
         self.view = select_view(manifest, trial)
+        if not replace:
+            check_enough_images(manifest, self.view, num_pos)
         self.sampler = IdentitySampler.from_view(self.view, batch_ids=batch_ids,
                                                  num_pos=num_pos, seed=seed, replace=replace,
                                                  order=order)

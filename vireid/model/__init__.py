@@ -1,8 +1,9 @@
 """Models: ``build_model(num_classes, arch, method, pretrained)``; ``list_models()``.
 
 ``pretrained``: "none", "torchvision" (ImageNet weights from the torch hub cache, downloaded
-where online) or the PATH of a torchvision-format ResNet state dict. Unavailable weights are
-reported with a warning and training starts from random initialisation.
+where online) or the PATH of a torchvision-format ResNet state dict (a missing file is an error). ImageNet
+weights that cannot be downloaded are reported with a warning and training starts from random
+initialisation.
 """
 
 from __future__ import annotations
@@ -56,9 +57,8 @@ def imagenet_state(arch: str, pretrained: str) -> dict | None:
             return None
     path = Path(pretrained)
     if not path.is_file():
-        log.warning("pretrained weights %s not found; training from random initialisation",
-                    path)
-        return None
+        raise VireidError(path, "pretrained weights not found (a ResNet state dict file, or "
+                          "'torchvision', or 'none')")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001

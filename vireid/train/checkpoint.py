@@ -56,21 +56,43 @@ def restore_scaler(scaler, saved: dict) -> None:
 
 
 def save_checkpoint(payload: dict, path: Path) -> None:
-    """Atomically write ``payload`` (plus the format tag) to ``path``."""
+    """Atomically write ``payload`` (plus the format tag) to ``path``.
+
+    The temporary name carries the process id, so two writers can never rename each other's
+    half-written file into place. Any failure (``torch.save`` reports a full disk as a
+    RuntimeError, the file system as OSError) removes the temporary file and is one line.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
+    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(partial, "wb") as handle:
             torch.save({"format": CHECKPOINT_FORMAT, **payload}, handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(partial, path)
-    except OSError as error:
+    except (OSError, RuntimeError) as error:
         partial.unlink(missing_ok=True)
-        reason = "disk full" if error.errno == errno.ENOSPC else error.strerror or str(error)
         kept = " (the previous checkpoint is intact)" if path.exists() else ""
-        raise VireidError(path, f"cannot write checkpoint: {reason}{kept}") from None
+        raise VireidError(path, f"cannot write checkpoint: {_reason(error, path)}{kept}") \
+            from None
+
+
+def _reason(error: Exception, path: Path) -> str:
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC or _disk_full(path):
+        return "disk full"
+    if isinstance(error, OSError):
+        return error.strerror or str(error)
+    return str(error).strip().splitlines()[0][:160] if str(error).strip() else "write failed"
+
+
+def _disk_full(path: Path) -> bool:
+    """Whether the file system of ``path`` has (almost) no space left."""
+    try:
+        stats = os.statvfs(path.parent)
+    except OSError:
+        return False
+    return stats.f_bavail * stats.f_frsize < 1 << 20
 
 
 def load_checkpoint(path: Path, map_location="cpu") -> dict:

@@ -40,6 +40,7 @@ class TrainConfig:
     log_every: int = 10
     max_steps: int | None = None  # cut every epoch short (smoke runs and tests)
     resume: bool = False
+    verify: bool = True  # shards' sha256 against the manifest before training
 
     def to_dict(self) -> dict:
         values = dataclasses.asdict(self)

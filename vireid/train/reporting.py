@@ -3,9 +3,27 @@ for machines (config.json, versions.json, metrics.jsonl, TensorBoard scalars).""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
+
+from vireid.errors import VireidError
+
+
+@contextlib.contextmanager
+def _writing(where: Path) -> Iterator[None]:
+    try:
+        yield
+    except OSError as error:
+        raise VireidError(getattr(error, "filename", None) or where,
+                          f"cannot write: {error.strerror or error}") from None
+
+
+def _write(path: Path, value) -> None:
+    path.write_text(json.dumps(value, indent=2, default=str) + "\n")
 
 
 class Reporter:
@@ -46,14 +64,23 @@ def library_versions() -> dict:
 
 
 class RunLog:
-    """Appends one JSON line per epoch / evaluation and mirrors scalars to TensorBoard."""
+    """Appends one JSON line per epoch / evaluation and mirrors scalars to TensorBoard.
 
-    def __init__(self, out: Path, config, versions: dict):
+    A fresh run starts ``metrics.jsonl`` and ``tb/`` empty (a run that died before its first
+    checkpoint may have left some); a resumed run appends. A write that fails (full disk,
+    read-only folder) is one line naming the file.
+    """
+
+    def __init__(self, out: Path, config, versions: dict, fresh: bool = True):
         self.out = Path(out)
-        self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
-        (self.out / "versions.json").write_text(json.dumps(versions, indent=2) + "\n")
         self._writer = None
+        with _writing(self.out):
+            self.out.mkdir(parents=True, exist_ok=True)
+            if fresh:
+                (self.out / "metrics.jsonl").unlink(missing_ok=True)
+                shutil.rmtree(self.out / "tb", ignore_errors=True)
+            _write(self.out / "config.json", config.to_dict())
+            _write(self.out / "versions.json", versions)
         try:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -62,7 +89,8 @@ class RunLog:
             pass
 
     def _append(self, row: dict) -> None:
-        with open(self.out / "metrics.jsonl", "a") as handle:
+        path = self.out / "metrics.jsonl"
+        with _writing(path), open(path, "a") as handle:
             handle.write(json.dumps(row, sort_keys=True) + "\n")
 
     def epoch(self, row: dict) -> None:

@@ -1,0 +1,65 @@
+"""Every option with a fixed set of values, as a string-valued Enum.
+
+The CLI offers exactly these values (typer lists them in ``--help`` and refuses others while
+parsing); the library compares and stores them like the strings they are, so config files and
+checkpoints hold plain words.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Choice(str, Enum):
+    """A str Enum whose ``str()`` is its value (as in f-strings and JSON)."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    @classmethod
+    def values(cls) -> tuple[str, ...]:
+        return tuple(member.value for member in cls)
+
+
+class Device(Choice):
+    AUTO = "auto"  # CUDA when a GPU is visible, else the CPU
+    CPU = "cpu"
+    CUDA = "cuda"
+
+
+class Amp(Choice):
+    AUTO = "auto"  # fp16 on CUDA, off on a CPU
+    BF16 = "bf16"
+    FP16 = "fp16"
+    OFF = "off"  # float32, as the original
+
+
+class LoaderKind(Choice):
+    DALI = "dali"
+    REFERENCE = "reference"  # plain PyTorch (PIL + torchvision), no DALI needed
+
+
+class CpuAugment(Choice):
+    FUSED = "fused"  # DALI decodes, one compiled pass augments
+    DALI = "dali"  # DALI's own operators (the GPU graph, on the CPU)
+
+
+class SamplerOrder(Choice):
+    EPOCH = "epoch"  # every identity in every epoch
+    ORIGINAL = "original"  # independent draws per step
+
+
+class Method(Choice):
+    AGW = "agw"
+    BASE = "base"
+
+
+class Arch(Choice):
+    RESNET50 = "resnet50"
+    RESNET18 = "resnet18"
+
+
+class Feature(Choice):
+    POOL = "pool"
+    FC = "fc"
+    BOTH = "both"
