@@ -4,6 +4,7 @@ carrying an identity pattern that survives the change of modality."""
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 
 import numpy as np
@@ -14,7 +15,7 @@ from PIL import Image
 
 from vireid.datasets import list_datasets, read_dataset
 from vireid.errors import VireidError
-from vireid.fake import list_fake_datasets, make_fake, sysu
+from vireid.fake import list_fake_datasets, make_fake, render, sysu
 from vireid.records import Modality
 
 IMAGE_SUFFIXES = (".jpg", ".bmp")
@@ -236,3 +237,85 @@ def test_sysu_split_is_disjoint_and_never_empty(ids, seed):
     parts = sysu.split(pids, np.random.default_rng(seed))
     assert all(parts[name] == sorted(parts[name]) and parts[name] for name in parts)
     assert sorted(sum(parts.values(), [])) == pids
+
+
+def fake_cli(*args):
+    from typer.testing import CliRunner
+
+    from vireid.cli.shard import app
+
+    return CliRunner().invoke(app, ["fake", *map(str, args)])
+
+
+def assert_one_line_failure(result, *fragments):
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("dataset, options, fragment", [
+    ("sysu", ["--ids", "100000"], "at most 3333 (its pids, drawn from 1..3·ids, are 4-digit"),
+    ("sysu", ["--ids", "3334"], "at most 3333"),
+    ("llcm", ["--ids", "5000"], "at most 4999"),
+    ("regdb", ["--ids", "10000"], "at most 9999"),
+    ("sysu", ["--ids", "3"], "got 3 ids"),
+    ("regdb", ["--images-per-camera", "0"], "1 to 100 images per camera"),
+    ("llcm", ["--images-per-camera", "101"], "got 16 ids, 101 images"),
+])
+def test_fake_sizes_are_bounded_before_any_work(tmp_path, dataset, options, fragment):
+    root = tmp_path / "tree"
+    assert_one_line_failure(fake_cli(dataset, root, *options), str(root), fragment)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fake_help_states_the_bounds():
+    text = " ".join(fake_cli("--help").output.split())
+    assert "at least 4, at most llcm 4999, regdb 9999, sysu 3333" in text
+    assert "1-100" in text
+
+
+def test_fake_under_a_regular_file(tmp_path):
+    (tmp_path / "file").write_text("x")
+    assert_one_line_failure(fake_cli("regdb", tmp_path / "file" / "tree"), "file",
+                            "is a file, not a folder")
+
+
+@pytest.mark.parametrize("place", ["/proc", "/sys"])
+def test_fake_under_proc_or_sys(place):
+    assert_one_line_failure(fake_cli("regdb", f"{place}/vireid-test-tree"), place, "cannot")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores folder permissions")
+def test_fake_in_a_read_only_folder(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        assert_one_line_failure(fake_cli("sysu", folder / "tree"), "Permission denied")
+        assert list(folder.iterdir()) == []
+    finally:
+        folder.chmod(0o755)
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new", "empty-folder"])
+def test_fake_on_a_full_disk_leaves_nothing(tmp_path, monkeypatch, existing):
+    import errno
+
+    calls = []
+
+    def save_until_full(image, path):
+        calls.append(path)
+        if len(calls) > 5:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        render.save(image, path)
+
+    monkeypatch.setattr(sysu, "save", save_until_full)
+    root = tmp_path / "empty" if existing else tmp_path / "new" / "tree"
+    if existing:
+        root.mkdir()
+    assert_one_line_failure(fake_cli("sysu", root), str(root), "No space left on device")
+    assert len(calls) == 6
+    assert sorted(p.name for p in tmp_path.rglob("*")) == (["empty"] if existing else [])

@@ -123,14 +123,24 @@ def test_split_must_divide_identities():
 
 def test_without_replacement_option():
     view = make_view(10, 12, 12, seed=5)
-    sampler = IdentitySampler.from_view(view, batch_ids=4, num_pos=4, replace=False)
     labels = label_of(view)
+    smallest = min(np.bincount([labels[s] for s in part.samples]).min()
+                   for part in (view.visible, view.infrared))
+    sampler = IdentitySampler.from_view(view, batch_ids=4, num_pos=smallest, replace=False)
     for step in range(sampler.steps_per_epoch):
-        drawn = sampler.step(0, step)
-        for block in drawn.visible.reshape(4, 4):
-            pool = [s for s in view.visible.samples if labels[s] == labels[block[0]]]
-            if len(pool) >= 4:
-                assert len(set(block)) == 4
+        for block in sampler.step(0, step).visible.reshape(4, smallest):
+            assert len(set(block)) == smallest
+
+
+def test_without_replacement_an_identity_with_too_few_images_is_refused():
+    """Formerly the draw fell back to replacement without a word."""
+    view = make_view(10, 12, 12, seed=5)
+    labels = label_of(view)
+    smallest = min(np.bincount([labels[s] for s in part.samples]).min()
+                   for part in (view.visible, view.infrared))
+    with pytest.raises(VireidError, match=rf"without replacement, but label \d+ has "
+                                          rf"{smallest} (visible|infrared) images"):
+        IdentitySampler.from_view(view, batch_ids=4, num_pos=smallest + 1, replace=False)
 
 
 def test_labels_must_cover_both_modalities():

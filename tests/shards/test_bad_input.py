@@ -167,3 +167,18 @@ def test_existing_output_is_kept_without_overwrite(tree, tmp_path):
     result = build(tree("regdb"), out, dataset="regdb")
     assert result.exit_code == 1 and "--overwrite" in result.stderr
     assert (out / "precious.txt").read_text() == "keep me"
+
+
+def test_skip_that_leaves_a_training_id_without_visible_images_is_refused(tmp_path):
+    from vireid.fake import make_fake
+
+    root = make_fake("sysu", tmp_path / "raw", ids=4, images_per_camera=1, seed=3).root
+    pid = int((root / "exp/train_id.txt").read_text().split(",")[0])
+    visible = [p for cam in (1, 2, 4, 5) for p in root.glob(f"cam{cam}/{pid:04d}/*.jpg")]
+    for image in visible:
+        image.write_bytes(b"garbage")
+    out = tmp_path / "out"
+    result = build(root, out, "--on-bad-image", "skip")
+    assert_clean_failure(result, out, visible[-1].relative_to(root).as_posix(),
+                         f"training id {pid} (view train) has no readable visible image left",
+                         f"({len(visible)} unreadable files skipped in all)")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 
 import typer
@@ -41,6 +43,29 @@ def user_errors() -> Iterator[None]:
     except KeyboardInterrupt:
         stderr.print("interrupted: nothing was left half-written", markup=False)
         raise typer.Exit(130) from None
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Inside the block, SIGTERM (``kill``, a job scheduler) acts like Ctrl-C.
+
+    By default SIGTERM ends the process on the spot, so no cleanup runs: temporary folders
+    stay and worker processes are orphaned. As a KeyboardInterrupt it unwinds like Ctrl-C
+    (``user_errors`` prints one line). A second SIGTERM is ignored while the cleanup runs.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set signal handlers
+        return
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum, frame) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt
 
 
 class RateColumn(ProgressColumn):

@@ -9,7 +9,13 @@ from pathlib import Path
 
 import typer
 
-from vireid.cli.common import megabytes, new_app, progress_bar, user_errors
+from vireid.cli.common import (
+    megabytes,
+    new_app,
+    progress_bar,
+    sigterm_as_interrupt,
+    user_errors,
+)
 from vireid.constants import (
     IMAGE_HEIGHT,
     IMAGE_WIDTH,
@@ -18,8 +24,10 @@ from vireid.constants import (
     SHARD_MAX_SAMPLES,
 )
 from vireid.datasets import list_datasets, read_dataset
+from vireid.errors import VireidError
+from vireid.fake import MAX_IMAGES_PER_CAMERA, MIN_IDS, make_fake, max_ids
 from vireid.shards.build import BuildOptions, build_shards
-from vireid.shards.encode import Encoding
+from vireid.shards.encode import MAX_SIDE, MIN_SIDE, Encoding
 from vireid.shards.manifest import load_manifest
 from vireid.shards.summary import protocol_lists, summarize
 from vireid.shards.verify import verify_shards
@@ -29,6 +37,8 @@ app = new_app(
     "identity and modality (with DALI index files and a manifest), and verify or inspect them."
 )
 DATASETS = ", ".join(list_datasets())
+SIDES = f"{MIN_SIDE}-{MAX_SIDE}"
+FAKE_IDS = ", ".join(f"{name} {most}" for name, most in max_ids().items())
 
 
 class BadImagePolicy(str, Enum):
@@ -41,8 +51,8 @@ def build(
     dataset: str = typer.Argument(..., help=f"Dataset layout of RAW_ROOT: {DATASETS}."),
     raw_root: Path = typer.Argument(..., help="Root of the raw dataset tree (e.g. SYSU-MM01/)."),
     out_dir: Path = typer.Argument(..., help="Shard folder to create (e.g. shards/sysu)."),
-    width: int = typer.Option(IMAGE_WIDTH, help="Stored image width in pixels."),
-    height: int = typer.Option(IMAGE_HEIGHT, help="Stored image height in pixels."),
+    width: int = typer.Option(IMAGE_WIDTH, help=f"Stored image width in pixels ({SIDES})."),
+    height: int = typer.Option(IMAGE_HEIGHT, help=f"Stored image height in pixels ({SIDES})."),
     encoding: Encoding = typer.Option(
         Encoding.JPEG, help="How pixels are stored: jpeg (small, decoded by DALI/nvJPEG), "
         "png (lossless) or raw (exact uint8 H×W×3, no decoding at train time, ~8× larger)."),
@@ -54,15 +64,20 @@ def build(
     on_bad_image: BadImagePolicy = typer.Option(
         BadImagePolicy.error, help="error: stop at the first unreadable image; skip: leave it "
         "out and record it in the manifest and the summary."),
-    overwrite: bool = typer.Option(False, help="Replace OUT_DIR if it already exists."),
+    overwrite: bool = typer.Option(
+        False, help="Replace OUT_DIR if it already exists and is a shard folder or empty "
+        "(never the raw tree, a folder around it, or anything else)."),
 ) -> None:
     """Resize every image once (Lanczos) and write shards, .idx files and manifest.json.
 
-    The folder is built under a temporary name beside OUT_DIR and renamed at the end.
+    The folder is built under a temporary name beside OUT_DIR, locked against a second build,
+    and renamed at the end; an error, Ctrl-C or SIGTERM leaves nothing behind.
     """
     options = BuildOptions(width, height, encoding, quality, shard_samples, shard_mb, workers,
                            on_bad_image is BadImagePolicy.skip, overwrite)
-    with user_errors():
+    with user_errors(), sigterm_as_interrupt():
+        check_side("--width", width)
+        check_side("--height", height)
         raw = read_dataset(dataset, raw_root)
         start = time.perf_counter()
         with progress_bar(f"{dataset} → shards", len(raw.records)) as advance:
@@ -125,17 +140,27 @@ def protocol(
 def fake(
     dataset: str = typer.Argument(..., help=f"Layout to imitate: {DATASETS}."),
     root: Path = typer.Argument(..., help="Folder to create (must not exist or be empty)."),
-    ids: int = typer.Option(None, help="Number of identities (default: a small tree)."),
-    images_per_camera: int = typer.Option(None, help="Images per identity and camera."),
+    ids: int = typer.Option(None, help=f"Number of identities, at least {MIN_IDS}, at most "
+                            f"{FAKE_IDS} (what the layout's ids can hold; default: a small "
+                            "tree)."),
+    images_per_camera: int = typer.Option(
+        None, help=f"Images per identity and camera, 1-{MAX_IMAGES_PER_CAMERA}."),
     seed: int = typer.Option(0, help="Seed: the same arguments give byte-identical trees."),
 ) -> None:
-    """Write a small fake dataset in the real layout (for tests and demos; no real data)."""
-    from vireid.fake import make_fake
+    """Write a small fake dataset in the real layout (for tests and demos; no real data).
 
-    with user_errors():
+    An error, Ctrl-C or SIGTERM removes what was written.
+    """
+    with user_errors(), sigterm_as_interrupt():
         tree = make_fake(dataset, root, ids=ids, images_per_camera=images_per_camera, seed=seed)
     typer.echo(f"wrote a fake {dataset} tree: {tree.num_images} images of {tree.num_ids} ids "
                f"in {root}")
+
+
+def check_side(flag: str, pixels: int) -> None:
+    """Image sides are bounded before any work (a 0 or a 100000 fails late and confusingly)."""
+    if not MIN_SIDE <= pixels <= MAX_SIDE:
+        raise VireidError(flag, f"{pixels} is out of range ({SIDES} pixels)")
 
 
 def render_summary(summary: dict) -> str:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import typer
 
+from vireid.choices import Amp, Device, Feature, LoaderKind
 from vireid.cli.common import new_app, user_errors
 from vireid.cli.tables import render_rows
 
@@ -20,29 +22,62 @@ def test(
                                     "(RUN_DIR/checkpoints/last.pt)."),
     protocol: str = typer.Option(None, help="sysu-all, sysu-indoor, regdb-v2t, regdb-t2v, "
                                  "llcm-ir2vis or llcm-vis2ir (default: the dataset's)."),
-    trial: int = typer.Option(None, help="Only this trial (RegDB: default the checkpoint's)."),
-    feature: str = typer.Option("both", help="pool (L2-normalised GeM feature), fc "
-                                "(L2-normalised BNNeck feature) or both."),
-    loader: str = typer.Option("dali", help="dali or reference (plain PyTorch)."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    amp: str = typer.Option("auto", help="auto, bf16, fp16 or off."),
-    batch_size: int = typer.Option(64, min=1, help="Images per forward pass."),
-    json_out: Path = typer.Option(None, "--json", help="Also write every row to this JSON file."),
+    trial: int = typer.Option(None, min=0, help="Only this trial (RegDB: default the "
+                              "checkpoint's)."),
+    feature: Feature = typer.Option(Feature.BOTH, help="pool (L2-normalised GeM feature), fc "
+                                    "(L2-normalised BNNeck feature) or both."),
+    loader: LoaderKind = typer.Option(LoaderKind.DALI, help="dali or reference (plain "
+                                      "PyTorch)."),
+    device: Device = typer.Option(Device.AUTO, help="auto (CUDA when a GPU is visible), cpu "
+                                  "or cuda."),
+    amp: Amp = typer.Option(Amp.AUTO, help="auto (fp16 on CUDA, off on CPU), bf16, fp16 or "
+                            "off."),
+    batch_size: int = typer.Option(64, min=1, max=4096, help="Images per forward pass "
+                                   "(1-4096; never more than the test images)."),
+    verify: bool = typer.Option(True, help="Check every shard's sha256 against the manifest "
+                                "first; --no-verify skips it."),
+    json_out: Path = typer.Option(None, "--json", help="Also write every row to this JSON "
+                                  "file (its folder is checked before the evaluation)."),
 ) -> None:
-    """Print a table per trial and the average; features are extracted once for all trials."""
-    from vireid.errors import VireidError
+    """Print a table per trial and the average; features are extracted once for all trials.
+
+    Test images are resized to the size the model was trained at when the shards hold
+    another size (with a warning), as the original's test transform does.
+    """
     from vireid.train.evaluation import FEATURES, test_checkpoint
+    from vireid.train.run_folder import check_writable_target
 
     with user_errors():
-        if feature not in (*FEATURES, "both"):
-            raise VireidError("--feature", f"{feature!r} is not pool, fc or both")
-        kinds = FEATURES if feature == "both" else (feature,)
+        if json_out:
+            check_json_target(json_out, check_writable_target)
+        kinds = FEATURES if feature is Feature.BOTH else (feature.value,)
         rows = test_checkpoint(shards, checkpoint, protocol_name=protocol, trial=trial,
                                kinds=kinds, loader=loader, device=device, amp=amp,
-                               batch_size=batch_size)
-    typer.echo(render_rows(rows))
-    if json_out:
-        json_out.write_text(json.dumps(rows, indent=2) + "\n")
+                               batch_size=batch_size, verify=verify)
+        typer.echo(render_rows(rows))
+        if json_out:
+            write_json(json_out, rows)
+
+
+def check_json_target(path: Path, check_writable_target) -> None:
+    from vireid.errors import VireidError
+
+    if path.is_dir():
+        raise VireidError(path, "is a folder; give a file name for --json")
+    check_writable_target(path)
+
+
+def write_json(path: Path, rows: list[dict]) -> None:
+    """Write ``rows`` whole or not at all (temporary file, then rename)."""
+    from vireid.errors import VireidError
+
+    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    try:
+        partial.write_text(json.dumps(rows, indent=2) + "\n")
+        os.replace(partial, path)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise VireidError(path, f"cannot write: {error.strerror or error}") from None
 
 
 def main() -> None:

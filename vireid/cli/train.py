@@ -115,8 +115,8 @@ def train(
     log_every: int = typer.Option(10, min=1, help="Report losses every N steps."),
     resume: bool = typer.Option(False, help="Continue the run in --out from its checkpoint."),
     verify: bool = typer.Option(True, help="Check every shard's sha256 against the manifest "
-                                "before training (about a second per GB); --no-verify skips "
-                                "it."),
+                                "before training (~2 GB/s per core from the page cache); "
+                                "--no-verify skips it."),
     sync_bn: bool = typer.Option(False, "--sync-bn", help="Synchronise BatchNorm statistics "
                                  "across processes (multi-process runs)."),
     nproc: int = typer.Option(1, min=1, help="Processes on this machine: launches torchrun "

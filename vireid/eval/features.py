@@ -39,12 +39,15 @@ def merge_features(parts: list[Features]) -> Features:
 def extract_features(model, shards_dir, by_modality: dict[Modality, np.ndarray], *,
                      loader: str = "dali", device: torch.device, amp_dtype=None,
                      batch_size: int = 64, channels_last: bool = True, num_threads=None,
-                     shard_id: int = 0, num_shards: int = 1) -> Features:
-    """Run ``model`` in eval mode over the samples of each modality; returns pool/fc features."""
+                     shard_id: int = 0, num_shards: int = 1,
+                     size: tuple[int, int] | None = None) -> Features:
+    """Run ``model`` in eval mode over the samples of each modality; returns pool/fc features.
+    ``size``: resize the images to (height, width) first (None: as stored)."""
     model.eval()
     samples, pool, fc = [], [], []
     for modality, wanted in by_modality.items():
-        options = {"batch_size": batch_size, "shard_id": shard_id, "num_shards": num_shards}
+        options = {"batch_size": batch_size, "shard_id": shard_id, "num_shards": num_shards,
+                   "size": size}
         if loader == "dali":
             options.update(device=device.type, device_id=device.index or 0,
                            num_threads=num_threads)

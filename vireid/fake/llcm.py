@@ -19,6 +19,8 @@ from vireid.fake.render import random_size, render, save, write_lines
 
 DEFAULT_IDS = 16
 DEFAULT_IMAGES = 2
+MAX_IDS = 9999 // 2
+IDS_LIMIT = "its pids, drawn from 1..2·ids, are 4-digit folder names"
 TAGS = {"vis": VISIBLE_CAMS, "nir": INFRARED_CAMS}
 MAX_CAMERAS = 3  # per pid and modality
 

@@ -19,6 +19,8 @@ from vireid.fake.render import random_size, render, save, write_lines
 
 DEFAULT_IDS = 12
 DEFAULT_IMAGES = 10  # per identity and modality, as in the real data
+MAX_IDS = 9999
+IDS_LIMIT = "pids 1..ids; kept to 4 digits like the other layouts"
 KINDS = {"visible": ("Visible", "v"), "thermal": ("Thermal", "t")}
 
 

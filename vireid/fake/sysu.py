@@ -18,6 +18,8 @@ from vireid.fake.render import random_size, render, save, write_lines
 
 DEFAULT_IDS = 16
 DEFAULT_IMAGES = 3
+MAX_IDS = 9999 // 3
+IDS_LIMIT = "its pids, drawn from 1..3·ids, are 4-digit folder names"
 CAMERA_PROBABILITY = 0.75
 
 

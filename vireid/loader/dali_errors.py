@@ -10,11 +10,11 @@ error on a valid image) is DALI's own reason in one line.
 
 from __future__ import annotations
 
-import io
 import re
 from dataclasses import dataclass
 
 from vireid.errors import VireidError
+from vireid.loader.source import decode_problem
 
 OUT_OF_MEMORY = ("out of memory", "bad_alloc", "cudaErrorMemoryAllocation",
                  "CUDA_ERROR_OUT_OF_MEMORY", "Can't allocate")
@@ -52,18 +52,6 @@ def parse_failure(error: BaseException) -> DaliFailure:
                        match.group(1).upper() if match else None, reason)
 
 
-def decode_problem(data: bytes) -> str | None:
-    """Why PIL cannot decode ``data`` (None when it can)."""
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
-    except Exception as error:  # noqa: BLE001 - PIL raises many types for bad bytes
-        return re.sub(r"\s*<[^>]*>", "", str(error)) or type(error).__name__
-    return None
-
-
 def explain(error: BaseException, source, suspects, where) -> VireidError:
     """DALI's ``error`` as a VireidError: a damaged image among ``suspects`` (global sample
     numbers) named with its shard, else DALI's reason at ``where``."""
@@ -72,8 +60,5 @@ def explain(error: BaseException, source, suspects, where) -> VireidError:
         for sample in dict.fromkeys(int(s) for s in suspects):
             problem = decode_problem(source.read(sample).tobytes())
             if problem:
-                key = source.manifest.samples[sample].key
-                return VireidError(source.shard_path(sample), f"image {key} cannot be decoded "
-                                   f"({problem[:120]}): damaged shard, run `vireid-shard verify "
-                                   f"--deep {source.directory}`")
+                return source.damaged(sample, problem)
     return VireidError(where, failure.sentence())

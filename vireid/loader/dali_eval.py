@@ -52,6 +52,8 @@ class EvalLoader:
         self.source = ShardBytes(shards_dir)
         manifest = self.source.manifest
         self.samples = eval_share(samples, shard_id, num_shards)
+        # DALI allocates for the batch size: never more than the images there are
+        batch_size = max(1, min(batch_size, len(self.samples)))
         self.batch_size, self.device = batch_size, device
         self._callback = EvalSource(self.source, self.samples, batch_size)
         stored = (manifest.height, manifest.width)

@@ -18,7 +18,7 @@ from PIL import Image
 from vireid.constants import IMAGENET_MEAN, IMAGENET_STD
 from vireid.loader.augment import PAD, AugmentParams
 from vireid.loader.plan import eval_share
-from vireid.loader.source import ShardBytes
+from vireid.loader.source import ShardBytes, decode_problem
 from vireid.loader.train_base import TrainLoaderBase
 from vireid.shards.encode import Encoding
 
@@ -27,6 +27,16 @@ def decode_pil(data: np.ndarray, encoding: Encoding, height: int, width: int) ->
     if encoding is Encoding.RAW:
         return Image.fromarray(data.reshape(height, width, 3))
     return Image.open(io.BytesIO(data.tobytes())).convert("RGB")
+
+
+def read_image(source: ShardBytes, sample: int) -> Image.Image:
+    """Sample ``sample`` decoded by PIL; a damaged image is one line naming its tar and key."""
+    manifest = source.manifest
+    (data,) = source.read_images([sample])
+    try:
+        return decode_pil(data, manifest.encoding, manifest.height, manifest.width)
+    except Exception:  # noqa: BLE001 - PIL raises many types for bad bytes
+        raise source.damaged(sample, decode_problem(data.tobytes()) or "unreadable") from None
 
 
 def to_normalised(image: Image.Image) -> torch.Tensor:
@@ -54,11 +64,9 @@ class ReferenceTrainLoader(TrainLoaderBase):
     """Same batches as the DALI ``TrainLoader``, computed in Python on the CPU."""
 
     def _epoch_batches(self):
-        manifest = self.source.manifest
         for step in range(self.step, self.sampler.steps_per_epoch):
             plan = self.plan(self.epoch, step)
-            images = [augment_one(decode_pil(self.source.read(int(s)), manifest.encoding,
-                                             self.height, self.width), plan.params, i)
+            images = [augment_one(read_image(self.source, int(s)), plan.params, i)
                       for i, s in enumerate(plan.samples)]
             batch = _stack(images)
             yield batch[:self.per_rank], batch[self.per_rank:]
@@ -89,13 +97,11 @@ class ReferenceEvalLoader:
         self.close()
 
     def __iter__(self):
-        manifest = self.source.manifest
         for start in range(0, len(self.samples), self.batch_size):
             chosen = self.samples[start:start + self.batch_size]
             images = []
             for s in chosen:
-                image = decode_pil(self.source.read(int(s)), manifest.encoding,
-                                   manifest.height, manifest.width)
+                image = read_image(self.source, int(s))
                 if (image.height, image.width) != tuple(self.size):
                     image = TF.resize(image, list(self.size))
                 images.append(to_normalised(image))

@@ -9,7 +9,9 @@ dataset.
 
 from __future__ import annotations
 
+import io
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,18 @@ import numpy as np
 from vireid.errors import VireidError
 from vireid.shards.manifest import Manifest, load_manifest
 from vireid.shards.tario import parse_index, sha256_file, split_member
+
+
+def decode_problem(data: bytes) -> str | None:
+    """Why PIL cannot decode ``data`` (None when it can)."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+    except Exception as error:  # noqa: BLE001 - PIL raises many types for bad bytes
+        return re.sub(r"\s*<[^>]*>", "", str(error)) or type(error).__name__
+    return None
 
 
 class ShardBytes:
@@ -72,11 +86,17 @@ class ShardBytes:
         data = [self.read(int(s)) for s in samples]
         for sample, image in zip(samples, data):
             if image[:len(signature)].tobytes() != signature:
-                key = self.manifest.samples[int(sample)].key
-                raise VireidError(self.shard_path(int(sample)), f"image {key} is not a "
-                                  f"{self.manifest.encoding.value.upper()} (damaged shard: "
-                                  f"run `vireid-shard verify --deep {self.directory}`)")
+                raise self.damaged(int(sample), "is not a "
+                                   f"{self.manifest.encoding.value.upper()}")
         return data
+
+    def damaged(self, sample: int, problem: str) -> VireidError:
+        """The one-line error for a damaged stored image: its tar, its key, the check."""
+        key = self.manifest.samples[sample].key
+        verb = "" if problem.startswith("is ") else "cannot be decoded "
+        detail = problem if not verb else f"({problem[:120]})"
+        return VireidError(self.shard_path(sample), f"image {key} {verb}{detail}: damaged "
+                           f"shard, run `vireid-shard verify --deep {self.directory}`")
 
     def prefetch(self, samples) -> None:
         """Ask the OS to start reading these samples into the page cache in the background

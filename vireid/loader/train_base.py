@@ -95,7 +95,7 @@ class TrainLoaderBase:
     def state_dict(self) -> dict:
         return {"seed": self.sampler.seed, "epoch": self.epoch, "step": self.step,
                 "view": self.view.name, "batch_ids": self.sampler.batch_ids,
-                "num_pos": self.sampler.num_pos, "order": self.sampler.order}
+                "num_pos": self.sampler.num_pos, "order": str(self.sampler.order)}
 
     def load_state_dict(self, state: dict) -> None:
         for key in ("seed", "view", "batch_ids", "num_pos", "order"):

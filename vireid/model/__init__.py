@@ -1,9 +1,9 @@
 """Models: ``build_model(num_classes, arch, method, pretrained)``; ``list_models()``.
 
 ``pretrained``: "none", "torchvision" (ImageNet weights from the torch hub cache, downloaded
-where online) or the PATH of a torchvision-format ResNet state dict (a missing file is an error). ImageNet
-weights that cannot be downloaded are reported with a warning and training starts from random
-initialisation.
+where online) or the PATH of a torchvision-format ResNet state dict (a missing file is an
+error). ImageNet weights that cannot be downloaded are reported with a warning and training
+starts from random initialisation.
 """
 
 from __future__ import annotations

@@ -2,17 +2,16 @@
 
 Encoding runs on all cores (process pool, results consumed in record order), tars are written
 sequentially in the main process, and the whole folder is built beside ``out_dir`` under a
-temporary name and renamed at the end: an interrupted build never leaves a folder that looks
-complete, and an existing ``out_dir`` is only replaced with ``overwrite=True``.
+temporary name, locked, and renamed at the end (``vireid.shards.staging``): an interrupted or
+failed build never leaves a folder that looks complete, and an existing ``out_dir`` is only
+replaced with ``overwrite=True`` when it is a shard folder or empty (``vireid.shards.safety``).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,13 +22,14 @@ from vireid.constants import (
     IMAGE_HEIGHT,
     IMAGE_WIDTH,
     JPEG_QUALITY,
+    MANIFEST_NAME,
     SHARD_MAX_MEGABYTES,
     SHARD_MAX_SAMPLES,
 )
 from vireid.errors import VireidError
 from vireid.records import RawDataset, Record
-from vireid.shards.encode import Encoded, EncodeTask, Encoding, encode_image
-from vireid.shards.layout import remap_views_and_protocols, sample_keys
+from vireid.shards.encode import Encoded, EncodeTask, Encoding, size_problem
+from vireid.shards.layout import check_training_ids, remap_views_and_protocols, sample_keys
 from vireid.shards.manifest import (
     IdentityRange,
     Manifest,
@@ -38,6 +38,9 @@ from vireid.shards.manifest import (
     Skipped,
     write_manifest,
 )
+from vireid.shards.manifest_checks import BadEntry, check_manifest
+from vireid.shards.pool import encoder
+from vireid.shards.staging import staged_output
 from vireid.shards.tario import TarWriter, sha256_file, write_index
 
 Progress = Callable[[int], None]
@@ -62,58 +65,39 @@ def available_cores() -> int:
 
 def build_shards(dataset: RawDataset, out_dir: Path, options: BuildOptions,
                  progress: Progress | None = None) -> Manifest:
-    """Write the shard folder ``out_dir`` for ``dataset`` and return its manifest."""
+    """Write the shard folder ``out_dir`` for ``dataset`` and return its manifest.
+
+    Every check on the output (rules, lock, a first write) runs before any image is encoded.
+    """
     out_dir = Path(out_dir)
-    if out_dir.exists() and not options.overwrite:
-        raise VireidError(out_dir, "already exists (pass --overwrite to replace it)")
+    if problem := size_problem(options.width, options.height):
+        raise VireidError(out_dir, problem)
     if not options.skip_bad_images and not dataset.records:
         raise VireidError(dataset.root, "no images found")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    partial = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir()
-    try:
-        manifest = _write_folder(dataset, partial, options, progress or (lambda n: None))
-        write_manifest(manifest, partial)
-        _swap_in(partial, out_dir)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
+    with staged_output(out_dir, dataset.root, options.overwrite) as stage:
+        manifest = _write_folder(dataset, stage.partial, options, progress or (lambda n: None))
+        _self_check(manifest, dataset.root)
+        write_manifest(manifest, stage.partial)
+        stage.commit()
     return manifest
 
 
-def _swap_in(partial: Path, out_dir: Path) -> None:
-    if out_dir.exists():
-        old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
-        os.replace(out_dir, old)
-        os.replace(partial, out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(partial, out_dir)
+def _self_check(manifest: Manifest, root: Path) -> None:
+    """Never write a manifest that ``load_manifest`` would refuse."""
+    try:
+        check_manifest(manifest)
+    except BadEntry as error:
+        raise VireidError(root, f"the {MANIFEST_NAME} to write breaks a rule ({error})") \
+            from None
 
 
 def _write_folder(dataset: RawDataset, folder: Path, options: BuildOptions,
                   progress: Progress) -> Manifest:
-    keys = sample_keys(dataset.records)
-    tasks = (EncodeTask(str(dataset.root / r.path), options.width, options.height,
-                        options.encoding, options.quality) for r in dataset.records)
     writer = _ShardSet(folder, options)
-    kept: list[int] = []
-    samples: list[Sample] = []
-    skipped: list[Skipped] = []
-    for i, (record, result) in enumerate(zip(dataset.records, _encode_all(tasks, options))):
-        progress(1)
-        if result.error:
-            if not options.skip_bad_images:
-                raise VireidError(dataset.root / record.path, result.error)
-            skipped.append(Skipped(record.path, result.error))
-            continue
-        shard = writer.add(keys[i], record, result, options.encoding)
-        kept.append(i)
-        samples.append(Sample(keys[i], record.path, record.pid, record.cam, record.modality,
-                              *result.source_size, shard))
+    kept, samples, skipped = _store_images(dataset, writer, options, progress)
     if not samples:
         raise VireidError(dataset.root, "no readable images")
+    check_training_ids(dataset, kept)
     views, protocols = remap_views_and_protocols(dataset, kept)
     return Manifest(
         dataset=dataset.name, source=dataset.root.name, width=options.width,
@@ -125,16 +109,29 @@ def _write_folder(dataset: RawDataset, folder: Path, options: BuildOptions,
     )
 
 
-def _encode_all(tasks: Iterable[EncodeTask], options: BuildOptions) -> Iterator[Encoded]:
-    workers = options.workers or available_cores()
-    if workers == 1:
-        yield from map(encode_image, tasks)
-        return
-    pool = ProcessPoolExecutor(max_workers=workers)
-    try:
-        yield from pool.map(encode_image, tasks, chunksize=16)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+def _store_images(dataset: RawDataset, writer: _ShardSet, options: BuildOptions,
+                  progress: Progress) -> tuple[list[int], list[Sample], list[Skipped]]:
+    """Encode every record and add it to the shards; return kept record indices, samples and
+    skipped files (an unreadable image stops the build unless ``skip_bad_images``)."""
+    keys = sample_keys(dataset.records)
+    tasks = (EncodeTask(str(dataset.root / r.path), options.width, options.height,
+                        options.encoding, options.quality) for r in dataset.records)
+    kept: list[int] = []
+    samples: list[Sample] = []
+    skipped: list[Skipped] = []
+    with encoder(options.workers or available_cores(), dataset.root) as encode:
+        for i, (record, result) in enumerate(zip(dataset.records, encode(tasks))):
+            progress(1)
+            if result.error:
+                if not options.skip_bad_images:
+                    raise VireidError(dataset.root / record.path, result.error)
+                skipped.append(Skipped(record.path, result.error))
+                continue
+            shard = writer.add(keys[i], record, result, options.encoding)
+            kept.append(i)
+            samples.append(Sample(keys[i], record.path, record.pid, record.cam,
+                                  record.modality, *result.source_size, shard))
+    return kept, samples, skipped
 
 
 def _identities(samples: list[Sample]) -> tuple[IdentityRange, ...]:

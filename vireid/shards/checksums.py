@@ -2,8 +2,9 @@
 
 A single changed byte inside an image decodes silently to other pixels and other numbers, so
 training and testing check the hashes first (``--no-verify`` skips it). Tars are hashed on
-several threads at once (hashlib releases the GIL), which reads at the disk's speed: about a
-second per GB from the page cache on two cores.
+several threads at once (hashlib releases the GIL): measured here at about 1.9 GB/s per core
+from the page cache, so 0.15 s for SYSU-sized JPEG shards (566 MB) on two cores; from disk,
+the disk's read speed.
 """
 
 from __future__ import annotations

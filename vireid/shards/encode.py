@@ -12,6 +12,11 @@ from enum import Enum
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+# Stored image side, in pixels. Below 16 the backbone (total stride 16) has no feature map left;
+# above 2048 one decoded image takes over 12 MB and a build of a real dataset runs out of memory.
+MIN_SIDE = 16
+MAX_SIDE = 2048
+
 
 class Encoding(str, Enum):
     JPEG = "jpeg"
@@ -45,6 +50,13 @@ class Encoded:
     data: bytes = b""
     source_size: tuple[int, int] = (0, 0)
     error: str = ""
+
+
+def size_problem(width: int, height: int) -> str:
+    """Why ``width`` × ``height`` cannot be a stored image size ("" when it can)."""
+    if MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE:
+        return ""
+    return f"image size {width}x{height} is out of range ({MIN_SIDE} to {MAX_SIDE} pixels per side)"
 
 
 def resize_rgb(image: Image.Image, width: int, height: int) -> Image.Image:

@@ -5,7 +5,16 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
-from vireid.records import LabeledSamples, Protocol, RawDataset, Record, TrainView, Trial
+from vireid.errors import VireidError
+from vireid.records import (
+    MODALITIES,
+    LabeledSamples,
+    Protocol,
+    RawDataset,
+    Record,
+    TrainView,
+    Trial,
+)
 
 
 def sample_keys(records: Sequence[Record]) -> list[str]:
@@ -46,3 +55,24 @@ def remap_views_and_protocols(dataset: RawDataset, kept: Sequence[int]):
         for p in dataset.protocols
     )
     return views, protocols
+
+
+def check_training_ids(dataset: RawDataset, kept: Sequence[int]) -> None:
+    """Refuse a build whose skipped images leave a training identity without any image of a
+    modality it had: training needs both for every identity, and would fail later naming none.
+
+    Example: every visible image of training id 12 is corrupt and ``--on-bad-image skip`` →
+    ``cam1/0012/0001.jpg: training id 12 (view train) has no readable visible image left``.
+    """
+    kept_set = set(kept)
+    skipped = len(dataset.records) - len(kept_set)
+    for view in dataset.train_views:
+        for modality, part in zip(MODALITIES, (view.visible, view.infrared)):
+            left = {label for ref, label in zip(part.samples, part.labels) if ref in kept_set}
+            lost = [ref for ref, label in zip(part.samples, part.labels) if label not in left]
+            if lost:
+                record = dataset.records[lost[-1]]
+                raise VireidError(dataset.root / record.path, f"training id {record.pid} (view "
+                                  f"{view.name}) has no readable {modality.value} image left "
+                                  f"({skipped} unreadable files skipped in all): refusing to "
+                                  "write shards that training cannot use")

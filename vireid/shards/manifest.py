@@ -16,6 +16,7 @@ from vireid.constants import MANIFEST_NAME, MANIFEST_SCHEMA, MANIFEST_VERSION
 from vireid.errors import VireidError
 from vireid.records import LabeledSamples, Modality, Protocol, TrainView, Trial
 from vireid.shards.encode import Encoding
+from vireid.shards.manifest_checks import BadEntry, check_manifest
 
 SAMPLE_COLUMNS = ("key", "path", "pid", "cam", "modality", "width", "height", "shard")
 
@@ -132,7 +133,12 @@ def write_manifest(manifest: Manifest, directory: Path) -> Path:
 
 
 def load_manifest(directory: Path) -> Manifest:
-    """Read and check ``directory/manifest.json``; any problem is a one-line VireidError."""
+    """Read and check ``directory/manifest.json``; any problem is a one-line VireidError.
+
+    Beyond the schema, every entry is checked (``vireid.shards.manifest_checks``): file names
+    stay inside the folder and every index is in range, so nothing downstream trusts a
+    damaged or hostile manifest.
+    """
     directory = Path(directory)
     if not directory.is_dir():
         raise VireidError(directory, "not a shard folder (missing)")
@@ -150,9 +156,13 @@ def load_manifest(directory: Path) -> Manifest:
         raise VireidError(path, f"manifest version {document.get('version')!r}; this vireid "
                           f"reads version {MANIFEST_VERSION}: rebuild the shards")
     try:
-        return _from_document(document)
+        manifest = _from_document(document)
+        check_manifest(manifest)
+    except BadEntry as error:
+        raise VireidError(path, f"bad entry: {error}") from None
     except (KeyError, TypeError, ValueError, IndexError) as error:
         raise VireidError(path, f"malformed manifest ({type(error).__name__}: {error})") from None
+    return manifest
 
 
 def _from_document(doc: dict) -> Manifest:

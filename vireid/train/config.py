@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from enum import Enum
 
 
 @dataclass(frozen=True)
@@ -43,13 +44,16 @@ class TrainConfig:
     verify: bool = True  # shards' sha256 against the manifest before training
 
     def to_dict(self) -> dict:
-        values = dataclasses.asdict(self)
+        """Plain values only (choices as their words): JSON and ``weights_only`` loads."""
+        values = {k: v.value if isinstance(v, Enum) else v
+                  for k, v in dataclasses.asdict(self).items()}
         values["milestones"] = list(self.milestones)
         return values
 
     def compatible_keys(self) -> tuple[str, ...]:
-        """Settings a resumed run must share with the run that wrote the checkpoint."""
-        return ("shards", "trial", "batch_ids", "num_pos", "method", "arch", "seed", "replace",
+        """Settings a resumed run must share with the run that wrote the checkpoint (the data
+        itself is compared by its identity: dataset, manifest hash, view)."""
+        return ("batch_ids", "num_pos", "method", "arch", "seed", "replace",
                 "sampler", "lr", "momentum", "weight_decay", "warmup_epochs", "milestones",
                 "max_steps")
 

@@ -26,7 +26,7 @@ def precision(requested: str, device: str) -> str:
     """auto: fp16 on CUDA (with a gradient scaler), off (float32) on a CPU."""
     if requested == "auto":
         return "fp16" if device == "cuda" else "off"
-    return requested
+    return str(requested)  # a plain word, also for an Amp choice
 
 
 def resolve_amp(requested: str, device: str):

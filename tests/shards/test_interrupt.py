@@ -1,0 +1,87 @@
+"""A real ``vireid-shard build`` process, stopped or raced: SIGTERM cleans up like Ctrl-C (one
+line, no temporary folder, no worker left), and a second build into the same folder is refused
+while the first one runs. The build is made slow with large stored images."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from vireid.cli.shard import app
+from vireid.fake import make_fake
+from vireid.shards.manifest import load_manifest
+
+SHARD = Path(sys.executable).parent / "vireid-shard"
+SLOW = ["--width", "1024", "--height", "2048", "--workers", "2"]
+
+
+@pytest.fixture(scope="module")
+def raw(tmp_path_factory):
+    """85 images: a few seconds to build at 1024×2048 on 2 workers."""
+    root = tmp_path_factory.mktemp("interrupt") / "SYSU"
+    return make_fake("sysu", root, ids=4, images_per_camera=5).root
+
+
+def start_build(raw, out, signals_to_group=False) -> subprocess.Popen:
+    return subprocess.Popen([str(SHARD), "build", "sysu", str(raw), str(out), *SLOW],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=signals_to_group)
+
+
+def wait_until_encoding(out: Path, process: subprocess.Popen) -> None:
+    """Until the first tar file appears in the temporary folder (the workers are running)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        if list(out.parent.glob(f".{out.name}.partial-*/*.tar")):
+            return
+        time.sleep(0.02)
+    pytest.fail(f"the build never started encoding: {process.communicate()}")
+
+
+def children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize("group", [False, True], ids=["process", "process-group"])
+def test_sigterm_mid_build_cleans_up_like_ctrl_c(raw, tmp_path, group):
+    out = tmp_path / "out"
+    process = start_build(raw, out, group)
+    wait_until_encoding(out, process)
+    workers = children(process.pid)
+    assert workers
+    (os.killpg if group else os.kill)(process.pid, signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode not in (0, -signal.SIGTERM)
+    assert stderr.strip().splitlines() == ["interrupted: nothing was left half-written"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    assert not [pid for pid in workers if running(pid)]
+
+
+def test_a_second_build_is_refused_while_the_first_runs(raw, tmp_path):
+    out = tmp_path / "out"
+    first = start_build(raw, out)
+    wait_until_encoding(out, first)
+    second = CliRunner().invoke(app, ["build", "sysu", str(raw), str(out), "--workers", "1"])
+    assert second.exit_code == 1
+    assert second.stderr.strip().splitlines() == [
+        f"error: {out}: another build is writing it right now (it holds "
+        f"{tmp_path / '.out.lock'}): wait for it to finish"]
+    _, stderr = first.communicate(timeout=120)
+    assert first.returncode == 0, stderr
+    assert load_manifest(out).width == 1024  # the first build's folder, complete
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

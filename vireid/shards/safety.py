@@ -1,0 +1,106 @@
+"""What a build may write to, and what ``--overwrite`` may replace.
+
+A typo in OUT_DIR must cost nothing: a build never writes into, over or around its raw tree,
+and ``--overwrite`` replaces only an empty folder or a vireid shard folder (a ``manifest.json``
+of schema ``vireid.shards`` and no sub-folders). Paths are compared resolved, so a symlink
+cannot smuggle the raw tree past the rules. Example: ``build sysu wrap/SYSU wrap --overwrite``
+is refused (``wrap`` contains the raw root), and so are ``.`` and ``/`` unless they are shard
+folders.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from vireid.constants import MANIFEST_NAME, MANIFEST_SCHEMA
+from vireid.errors import VireidError
+
+
+def check_output(out_dir: Path, raw_root: Path, overwrite: bool) -> None:
+    """Refuse an OUT_DIR that overlaps the raw tree, exists (without ``overwrite``), may not be
+    replaced, or cannot be created (a file on its way)."""
+    out, raw = out_dir.resolve(), raw_root.resolve()
+    if out == raw:
+        raise VireidError(out_dir, "is the raw dataset itself: write the shards elsewhere")
+    if raw in out.parents:
+        raise VireidError(out_dir, f"is inside the raw dataset {raw_root}: write the shards "
+                          "elsewhere")
+    if out in raw.parents:
+        raise VireidError(out_dir, f"contains the raw dataset {raw_root}: write the shards "
+                          "elsewhere")
+    if out.parent == out:
+        raise VireidError(out_dir, "is the file-system root: not a shard folder")
+    if os.path.lexists(out):
+        if not overwrite:
+            raise VireidError(out_dir, "already exists (pass --overwrite to replace it)")
+        check_replaceable(out_dir)
+    check_creatable(out.parent)
+
+
+def check_replaceable(out_dir: Path) -> None:
+    """``--overwrite`` replaces only an empty folder or a vireid shard folder."""
+    if not out_dir.is_dir():
+        raise VireidError(out_dir, "exists and is not a folder: refusing to replace it")
+    entries = _entries(out_dir)
+    if not entries:
+        return
+    if not is_shard_folder(out_dir):
+        raise VireidError(out_dir, f"is not a vireid shard folder (no vireid {MANIFEST_NAME}): "
+                          "--overwrite only replaces shard folders and empty folders")
+    for entry in entries:
+        if entry.is_dir() and not entry.is_symlink():
+            raise VireidError(entry, "a shard folder holds no sub-folders: refusing to replace "
+                              f"{out_dir}")
+
+
+def is_shard_folder(folder: Path) -> bool:
+    """True when ``folder/manifest.json`` is a vireid manifest (of any version)."""
+    try:
+        document = json.loads((folder / MANIFEST_NAME).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(document, dict) and document.get("schema") == MANIFEST_SCHEMA
+
+
+def check_creatable(folder: Path) -> None:
+    """The nearest existing ancestor of ``folder`` must be a folder, not a file."""
+    existing = next(p for p in (folder, *folder.parents) if os.path.lexists(p))
+    if not existing.is_dir():
+        raise VireidError(existing, "is a file, not a folder: nothing can be created inside it")
+
+
+def create_parents(folder: Path) -> list[Path]:
+    """``mkdir -p folder``; return the folders created, deepest first (none on failure)."""
+    missing = [p for p in (folder, *folder.parents) if not os.path.lexists(p)]
+    created: list[Path] = []
+    try:
+        for path in reversed(missing):
+            path.mkdir()
+            created.insert(0, path)
+    except BaseException:
+        remove_empty(created)
+        raise
+    return created
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first) where they are still empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
+
+
+def write_error(where: Path, error: OSError) -> VireidError:
+    """A failed write (full disk, read-only place, /proc …) as one line; nothing is kept."""
+    return VireidError(where, f"cannot write here ({error.strerror or error}): nothing was kept")
+
+
+def _entries(folder: Path) -> list[Path]:
+    try:
+        return list(folder.iterdir())
+    except OSError as error:
+        raise VireidError(folder, f"cannot list it ({error.strerror})") from None
