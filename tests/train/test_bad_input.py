@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -306,3 +308,26 @@ def test_resume_with_the_default_regdb_trial_spelled_out(shard_dir, tmp_path):
     line = one_line_error(train("--shards", regdb, "--out", out, *longer, "--epochs", "3",
                                 "--trial", "2", "--resume"))
     assert "was trained on another training view (trial1 ≠ trial2" in line
+
+
+def test_a_destroyed_jpeg_header_is_one_line_in_training_and_testing(shards, copy_shards,
+                                                                     trained, tmp_path):
+    """With --no-verify the bytes reach the loaders: their guard names the tar and the key
+    (formerly a segfault in training's first evaluation and a 30-line DALI traceback)."""
+    damaged = copy_shards(shards)
+    for index in damaged.glob("*.idx"):
+        with open(index.with_suffix(".tar"), "r+b") as tar:
+            for group in parse_index(index):
+                for member in group:
+                    if member.name.endswith(".jpg"):
+                        tar.seek(member.offset)
+                        tar.write(b"\0" * 16)
+    pattern = r"\.tar: image \S+ is not a JPEG: damaged shard, run `vireid-shard verify"
+    before = set(Path("/tmp").glob("vireid-eval-idx-*"))
+    line = one_line_error(train("--shards", damaged, "--out", tmp_path / "run", *FAST,
+                                "--no-verify"))
+    assert re.search(pattern, line), line
+    result = CliRunner().invoke(eval_app, ["--shards", str(damaged), "--checkpoint",
+                                           str(trained), "--device", "cpu", "--no-verify"])
+    assert re.search(pattern, one_line_error(result))
+    assert set(Path("/tmp").glob("vireid-eval-idx-*")) == before  # nothing left behind
