@@ -17,7 +17,7 @@ import torch
 
 from benchmarks.common import emit, environment
 from vireid.eval.features import extract_features
-from vireid.eval.protocols import test_samples
+from vireid.eval.protocols import samples_to_extract
 from vireid.model import build_model
 from vireid.records import Modality
 from vireid.shards.manifest import load_manifest
@@ -50,7 +50,7 @@ def main(argv=None) -> list[dict]:
     protocol = manifest.protocol("sysu-all")
     model = build_model(10, arch=arch, pretrained="none").to(device)
     model = model.to(memory_format=torch.channels_last)
-    once = test_samples(manifest, protocol)
+    once = samples_to_extract(manifest, protocol)
     base = {**environment(), "benchmark": "evaluation", "device": device.type, "arch": arch,
             "amp": amp, "trials": len(protocol.trials)}
     timed_extraction(model, shards, once, "dali", device, amp_dtype)  # warm-up

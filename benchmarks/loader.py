@@ -38,10 +38,8 @@ def decode_only(shards: Path, threads: int):
 
     from vireid.loader.sampler import IdentitySampler
     from vireid.loader.source import ShardBytes
-    from vireid.loader.train_base import select_view
-
     source = ShardBytes(shards)
-    sampler = IdentitySampler.from_view(select_view(source.manifest, None))
+    sampler = IdentitySampler.from_view(source.manifest.training_view(None))
 
     def feed(info):
         step = sampler.step(0, info.iteration % sampler.steps_per_epoch)
@@ -114,10 +112,12 @@ def loader_rows(args, work: Path, env: dict) -> list[dict]:
 
 
 def dali_batches(folder: Path, threads: int, options: dict | None = None):
+    """Endless batches of the DALI loader; ``options``: ``Backend`` settings."""
     from vireid.loader import make_train_loader
+    from vireid.loader.settings import Backend
 
-    return endless(lambda: make_train_loader("dali", folder, num_threads=threads,
-                                             **(options or {})))
+    backend = Backend(num_threads=threads, **(options or {}))
+    return endless(lambda: make_train_loader("dali", folder, backend=backend))
 
 
 def reference_batches(folder: Path):
@@ -144,7 +144,6 @@ def _ratios(rows: list[dict]) -> list[dict]:
 def scaling_rows(args, work: Path, env: dict) -> list[dict]:
     """Fused DALI loader (JPEG shards) images/s for 1, 2, … threads, up to cores + 1."""
     from benchmarks.datasets import fake_sysu, shards_of
-    from vireid.loader import make_train_loader
     from vireid.loader.train_base import default_threads
 
     jpeg = shards_of(fake_sysu(work, args.ids, args.images_per_camera), "jpeg", work)
@@ -154,8 +153,7 @@ def scaling_rows(args, work: Path, env: dict) -> list[dict]:
         rows.append({**env, "benchmark": "loader_scaling", "device": "cpu",
                      "batch": IMAGES_PER_STEP, "threads": threads,
                      "name": f"vireid DALI cpu (jpeg), {threads} thread(s)",
-                     **throughput(endless(lambda t=threads: make_train_loader(
-                         "dali", jpeg, num_threads=t)), **measure)})
+                     **throughput(dali_batches(jpeg, threads), **measure)})
     for row in rows:
         row["images_per_s_per_thread"] = row["images_per_s"] / row["threads"]
     return rows

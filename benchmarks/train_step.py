@@ -132,11 +132,12 @@ def end_to_end(args, arch, device, base) -> list[dict]:
     """The DALI loader over JPEG shards feeding the model (best AMP mode of this device)."""
     from benchmarks.datasets import fake_sysu, shards_of
     from vireid.loader import make_train_loader
+    from vireid.loader.settings import Backend
     from vireid.train.device import resolve_amp
 
     shards = shards_of(fake_sysu(args.work, 60, 4), "jpeg", args.work)
     amp = "fp16" if device.type == "cuda" else "bf16"
-    loader = make_train_loader("dali", shards, device=device.type)
+    loader = make_train_loader("dali", shards, backend=Backend(device.type, device.index or 0))
     model = _model(arch, loader.num_classes, device, True, False)
     cut = _Cut(_Endless(loader), args.steps)
     return [{**base, "name": f"end to end (DALI jpeg loader + model), amp {amp}", "amp": amp,

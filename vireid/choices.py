@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from enum import Enum
 
+from vireid.errors import VireidError
+
 
 class Choice(str, Enum):
     """A str Enum whose ``str()`` is its value (as in f-strings and JSON)."""
@@ -19,6 +21,15 @@ class Choice(str, Enum):
     @classmethod
     def values(cls) -> tuple[str, ...]:
         return tuple(member.value for member in cls)
+
+    @classmethod
+    def parse(cls, value, what: str):
+        """``value`` as a member, or a one-line error naming ``what`` and the choices."""
+        try:
+            return cls(value)
+        except ValueError:
+            raise VireidError(what, f"unknown choice {value!r} ({', '.join(cls.values())})") \
+                from None
 
 
 class Device(Choice):

@@ -3,6 +3,11 @@
 # Stored image size (SPEC §2): width 144, height 288. DEEN-style recipes use 384×144.
 IMAGE_HEIGHT = 288
 IMAGE_WIDTH = 144
+# Bounds of a stored image side, in pixels (vireid-shard --width/--height, manifest checks).
+# Below 16 the backbone (total stride 16) has no feature map left; above 2048 one decoded image
+# takes over 12 MB and a build of a real dataset runs out of memory.
+MIN_SIDE = 16
+MAX_SIDE = 2048
 
 # ImageNet statistics on [0, 1] pixels (SPEC §2).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

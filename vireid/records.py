@@ -91,3 +91,7 @@ class RawDataset:
     train_views: tuple[TrainView, ...]
     protocols: tuple[Protocol, ...]
     default_protocol: str
+    # datasets trained per trial (RegDB): protocol trial → its training view; a model trained
+    # on that view is scored on that trial only. Empty: one view ("train"), scored on every
+    # trial.
+    trial_views: tuple[tuple[int, str], ...] = ()

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.loaders import eval_loader, train_loader
 from vireid.errors import VireidError
-from vireid.loader import make_eval_loader, make_train_loader
 from vireid.loader.dali_errors import explain, parse_failure
 from vireid.loader.dali_pipes import eval_pipeline
 from vireid.loader.handoff import run_pipeline
@@ -83,7 +83,7 @@ def test_damaged_jpeg_body_in_training_names_the_tar_and_key(shard_dir, copy_sha
     sample is found and named."""
     shards = copy_shards(shard_dir("sysu", "jpeg", **SMALL))
     damage_bodies(shards, 30, b"\x13" * 300)
-    loader = make_train_loader("dali", shards, batch_ids=4, num_pos=2, cpu_augment=cpu_augment)
+    loader = train_loader("dali", shards, batch_ids=4, num_pos=2, cpu_augment=cpu_augment)
     with pytest.raises(VireidError, match=r"\.tar: image \S+ cannot be decoded \(.*\): "
                                           r"damaged shard, run `vireid-shard verify --deep"):
         next(iter(loader))
@@ -97,6 +97,6 @@ def test_damaged_images_in_evaluation_name_the_tar_and_key(shard_dir, copy_shard
                                                          data, message):
     shards = copy_shards(shard_dir("sysu", "jpeg", **SMALL))
     damage_bodies(shards, offset, data)
-    loader = make_eval_loader("dali", shards, np.arange(10), batch_size=4)
+    loader = eval_loader("dali", shards, np.arange(10), batch_size=4)
     with pytest.raises(VireidError, match=rf"\.tar: image \S+ {message}.*verify --deep"):
         list(loader)

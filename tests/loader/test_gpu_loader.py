@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from tests.loader.test_loaders import check_augmentation, take, to_uint8
-from vireid.loader import make_eval_loader, make_train_loader
+from tests.loaders import eval_loader, train_loader
 
 pytestmark = pytest.mark.gpu
 SMALL = {"width": 32, "height": 64}
@@ -30,8 +30,8 @@ def differences(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
 def test_cuda_training_batches_match_the_cpu_graph(shard_dir, encoding, augment):
     shards = shard_dir("sysu", encoding)
     options = {**OPTIONS, "augment": augment}
-    gpu = take(make_train_loader("dali", shards, device="cuda", **options), 3)
-    cpu = take(make_train_loader("dali", shards, device="cpu", cpu_augment="dali", **options),
+    gpu = take(train_loader("dali", shards, device="cuda", **options), 3)
+    cpu = take(train_loader("dali", shards, device="cpu", cpu_augment="dali", **options),
                3)
     for a, b in zip(gpu, cpu):
         for key in ("visible", "infrared"):
@@ -51,10 +51,10 @@ def test_cuda_batches_held_across_epochs_keep_their_values(shard_dir, encoding):
     """No synchronisation, no clone: every batch of two epochs is kept while DALI runs ahead
     and reuses its memory; each must still equal a fresh copy."""
     shards = shard_dir("sysu", encoding, **SMALL)
-    held = [b["visible"] for _ in range(2) for b in make_train_loader(
+    held = [b["visible"] for _ in range(2) for b in train_loader(
         "dali", shards, device="cuda", **OPTIONS)]
     torch.cuda._sleep(10_000_000)  # a long kernel in front of the reads below
-    copies = [b["visible"].clone() for _ in range(2) for b in make_train_loader(
+    copies = [b["visible"].clone() for _ in range(2) for b in train_loader(
         "dali", shards, device="cuda", **OPTIONS)]
     assert all(torch.equal(a, b) for a, b in zip(held, copies))
 
@@ -63,9 +63,9 @@ def test_cuda_batches_held_across_epochs_keep_their_values(shard_dir, encoding):
 def test_cuda_evaluation_batches_match_the_cpu(shard_dir, encoding):
     shards = shard_dir("sysu", encoding)
     samples = np.arange(0, 200, 3)
-    gpu = [b["images"] for b in make_eval_loader("dali", shards, samples, batch_size=16,
+    gpu = [b["images"] for b in eval_loader("dali", shards, samples, batch_size=16,
                                                  device="cuda")]
-    cpu = [b["images"] for b in make_eval_loader("dali", shards, samples, batch_size=16)]
+    cpu = [b["images"] for b in eval_loader("dali", shards, samples, batch_size=16)]
     assert len(gpu) == len(cpu)
     for a, b in zip(gpu, cpu):
         diff = differences(a, b)
@@ -75,5 +75,5 @@ def test_cuda_evaluation_batches_match_the_cpu(shard_dir, encoding):
 def test_cuda_augmentation_statistics(shard_dir):
     """Flip rate, crop offsets, black padding and erase boxes read back from GPU pixels."""
     shards = shard_dir("sysu", "raw", **SMALL)
-    check_augmentation(make_train_loader("dali", shards, device="cuda", batch_ids=8,
+    check_augmentation(train_loader("dali", shards, device="cuda", batch_ids=8,
                                          num_pos=4, seed=7))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from vireid.loader import make_eval_loader, make_train_loader
+from tests.loaders import eval_loader, train_loader
 from vireid.loader.dali_pipes import eval_pipeline
 from vireid.loader.handoff import run_pipeline, to_torch
 from vireid.shards.encode import Encoding
@@ -19,9 +19,9 @@ def test_dali_graph_batches_held_across_epochs_keep_their_values(shard_dir):
     copy over two epochs (DALI reuses its buffers meanwhile), they equal fresh copies."""
     shards = shard_dir("sysu", "raw", **SMALL)
     options = {"batch_ids": 4, "num_pos": 2, "seed": 5, "cpu_augment": "dali"}
-    held = [b["visible"] for _ in range(2) for b in make_train_loader("dali", shards,
+    held = [b["visible"] for _ in range(2) for b in train_loader("dali", shards,
                                                                        **options)]
-    copies = [b["visible"].clone() for _ in range(2) for b in make_train_loader(
+    copies = [b["visible"].clone() for _ in range(2) for b in train_loader(
         "dali", shards, **options)]
     assert len(held) == len(copies) > 4
     assert all(torch.equal(a, b) for a, b in zip(held, copies))
@@ -29,7 +29,7 @@ def test_dali_graph_batches_held_across_epochs_keep_their_values(shard_dir):
 
 def test_eval_batches_held_equal_a_second_pass(shard_dir):
     shards = shard_dir("sysu", "jpeg", **SMALL)
-    loader = make_eval_loader("dali", shards, np.arange(40), batch_size=8)
+    loader = eval_loader("dali", shards, np.arange(40), batch_size=8)
     held = [b["images"] for b in loader]
     again = [b["images"].clone() for b in loader]  # the same loader, iterated again
     assert len(held) == len(again) == 5

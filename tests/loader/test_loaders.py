@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from tests.loaders import eval_loader, train_loader
 from vireid.constants import IMAGENET_MEAN, IMAGENET_STD
 from vireid.errors import VireidError
-from vireid.loader import make_eval_loader, make_train_loader
 from vireid.loader.augment import PAD
 
 MEAN = np.array(IMAGENET_MEAN, dtype=np.float32)
@@ -42,8 +42,8 @@ CPU_AUGMENT = ["fused", "dali"]  # one compiled pass / DALI's operators (the GPU
 def test_dali_equals_reference(shard_dir, encoding, augment, cpu_augment):
     shards = shard_dir("sysu", encoding)
     options = {"batch_ids": 4, "num_pos": 2, "seed": 3, "augment": augment}
-    dali = take(make_train_loader("dali", shards, cpu_augment=cpu_augment, **options), 3)
-    reference = take(make_train_loader("reference", shards, **options), 3)
+    dali = take(train_loader("dali", shards, cpu_augment=cpu_augment, **options), 3)
+    reference = take(train_loader("reference", shards, **options), 3)
     for a, b in zip(dali, reference):
         for key in ("visible", "infrared"):
             assert a[key].shape == (8, 3, 288, 144) and a[key].dtype == torch.float16
@@ -59,7 +59,7 @@ def test_dali_equals_reference(shard_dir, encoding, augment, cpu_augment):
 
 def test_batches_show_the_sampled_identities(shard_dir):
     shards = shard_dir("sysu", "raw")
-    loader = make_train_loader("dali", shards, batch_ids=4, num_pos=2, seed=1, augment=False)
+    loader = train_loader("dali", shards, batch_ids=4, num_pos=2, seed=1, augment=False)
     source = loader.source
     manifest = source.manifest
     view_labels = dict(zip(loader.view.visible.samples, loader.view.visible.labels))
@@ -104,7 +104,7 @@ def _recover(output: np.ndarray, stored: np.ndarray) -> tuple[bool, int, int]:
 def test_augmentation_statistics_measured_on_dali_output(shard_dir, cpu_augment):
     """Flip rate, crop offsets, zero padding and erasing, read back from DALI's pixels."""
     shards = shard_dir("sysu", "raw", **SMALL)
-    check_augmentation(make_train_loader("dali", shards, batch_ids=8, num_pos=4, seed=7,
+    check_augmentation(train_loader("dali", shards, batch_ids=8, num_pos=4, seed=7,
                                          cpu_augment=cpu_augment))
 
 
@@ -196,14 +196,14 @@ def test_erase_box_distribution_matches_the_spec():
 def test_resume_mid_epoch_gives_the_same_batches(shard_dir, cpu_augment):
     shards = shard_dir("sysu", "jpeg")
     options = {"batch_ids": 4, "num_pos": 2, "seed": 5, "cpu_augment": cpu_augment}
-    straight = make_train_loader("dali", shards, **options)
+    straight = train_loader("dali", shards, **options)
     expected = [b["visible"].clone() for b in straight] + [b["visible"].clone()
                                                            for b in take(straight, 2)]
-    interrupted = make_train_loader("dali", shards, **options)
+    interrupted = train_loader("dali", shards, **options)
     got = [b["visible"].clone() for b in take(interrupted, 3)]
     state = json.loads(json.dumps(interrupted.state_dict()))  # survives serialisation
     assert state["step"] == 3
-    resumed = make_train_loader("dali", shards, **options)
+    resumed = train_loader("dali", shards, **options)
     resumed.load_state_dict(state)
     got += [b["visible"].clone() for b in resumed]
     got += [b["visible"].clone() for b in take(resumed, 2)]
@@ -213,17 +213,17 @@ def test_resume_mid_epoch_gives_the_same_batches(shard_dir, cpu_augment):
 
 def test_state_from_another_configuration_is_refused(shard_dir):
     shards = shard_dir("sysu", "jpeg")
-    state = make_train_loader("dali", shards, seed=1, batch_ids=4).state_dict()
+    state = train_loader("dali", shards, seed=1, batch_ids=4).state_dict()
     with pytest.raises(VireidError, match="seed"):
-        make_train_loader("dali", shards, seed=2, batch_ids=4).load_state_dict(state)
+        train_loader("dali", shards, seed=2, batch_ids=4).load_state_dict(state)
 
 
 @pytest.mark.parametrize("encoding", ["raw", "png", "jpeg"])
 def test_eval_loader_reads_requested_samples_in_order(shard_dir, encoding):
     shards = shard_dir("sysu", encoding)
     wanted = list(range(1, 60, 4)) + [2]
-    dali = list(make_eval_loader("dali", shards, wanted, batch_size=6))
-    reference = list(make_eval_loader("reference", shards, wanted, batch_size=6))
+    dali = list(eval_loader("dali", shards, wanted, batch_size=6))
+    reference = list(eval_loader("reference", shards, wanted, batch_size=6))
     got = np.concatenate([b["samples"] for b in dali])
     np.testing.assert_array_equal(got, sorted(set(wanted)))
     for a, b in zip(dali, reference):
@@ -235,18 +235,20 @@ def test_eval_loader_reads_requested_samples_in_order(shard_dir, encoding):
 
 def test_eval_loader_resizes_when_asked(shard_dir):
     shards = shard_dir("sysu", "raw")
-    batch = next(iter(make_eval_loader("dali", shards, [0, 1], size=(128, 64))))
+    batch = next(iter(eval_loader("dali", shards, [0, 1], size=(128, 64))))
     assert batch["images"].shape == (2, 3, 128, 64)
 
 
 def test_regdb_trains_one_view_per_trial(shard_dir):
     shards = shard_dir("regdb", "jpeg")
-    first = make_train_loader("reference", shards, batch_ids=2, num_pos=2, trial=1)
-    second = make_train_loader("reference", shards, batch_ids=2, num_pos=2, trial=2)
+    first = train_loader("reference", shards, batch_ids=2, num_pos=2, trial=1)
+    second = train_loader("reference", shards, batch_ids=2, num_pos=2, trial=2)
     assert first.view.name == "trial1" and second.view.name == "trial2"
     assert set(first.view.visible.samples) != set(second.view.visible.samples)
-    with pytest.raises(VireidError, match="trial11"):
-        make_train_loader("reference", shards, trial=11)
+    with pytest.raises(VireidError, match=r"^regdb: no training set for trial 11 \(trials 1, "):
+        train_loader("reference", shards, trial=11)
+    with pytest.raises(VireidError, match="^sysu: has one training set; trial 2 names"):
+        train_loader("reference", shard_dir("sysu", "jpeg"), trial=2)
 
 
 def test_broken_shards_fail_before_the_first_batch(shard_dir, copy_shards):
@@ -254,14 +256,14 @@ def test_broken_shards_fail_before_the_first_batch(shard_dir, copy_shards):
     index = sorted(shards.glob("*.idx"))[0]
     index.write_text(index.read_text().replace("jpg", "jpq", 1))
     with pytest.raises(VireidError, match=index.name):
-        make_train_loader("dali", shards)
+        train_loader("dali", shards)
     index.unlink()
     with pytest.raises(VireidError, match="missing index"):
-        make_eval_loader("dali", shards, [0])
+        eval_loader("dali", shards, [0])
     tar = sorted(shards.glob("*.tar"))[-1]
     tar.write_bytes(tar.read_bytes()[:-4096])
     with pytest.raises(VireidError, match=tar.name):
-        make_train_loader("dali", shards)
+        train_loader("dali", shards)
 
 
 def test_manifest_of_another_version_is_refused(shard_dir, copy_shards):
@@ -270,17 +272,26 @@ def test_manifest_of_another_version_is_refused(shard_dir, copy_shards):
     manifest["version"] = 99
     (shards / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(VireidError, match="manifest.json.*version 99"):
-        make_train_loader("dali", shards)
+        train_loader("dali", shards)
 
 
 def test_unknown_loader_kind():
-    with pytest.raises(VireidError, match="unknown loader"):
-        make_train_loader("ffcv", "nowhere")
+    with pytest.raises(VireidError, match=r"^loader: unknown choice 'ffcv' \(dali, reference\)$"):
+        train_loader("ffcv", "nowhere")
+
+
+def test_loaders_come_from_the_registry(shard_dir):
+    from vireid.loader import list_loaders
+
+    assert list_loaders() == ["dali", "reference"]
+    for kind in list_loaders():
+        with train_loader(kind, shard_dir("sysu", "jpeg"), batch_ids=4, num_pos=2) as loader:
+            assert loader.num_classes > 0
 
 
 def test_unknown_cpu_augment_is_refused(shard_dir):
-    with pytest.raises(VireidError, match="cpu-augment.*opencv"):
-        make_train_loader("dali", shard_dir("sysu", "jpeg"), cpu_augment="opencv")
+    with pytest.raises(VireidError, match=r"^CPU augmentation: unknown choice 'opencv'"):
+        train_loader("dali", shard_dir("sysu", "jpeg"), cpu_augment="opencv")
 
 
 def test_fused_and_dali_graphs_agree_over_epochs(shard_dir):
@@ -288,8 +299,8 @@ def test_fused_and_dali_graphs_agree_over_epochs(shard_dir):
     and the fused loader's batches are fresh tensors, not views of a reused buffer."""
     shards = shard_dir("sysu", "raw", **SMALL)
     options = {"batch_ids": 4, "num_pos": 2, "seed": 9}
-    fused = make_train_loader("dali", shards, **options)
-    dali = make_train_loader("dali", shards, cpu_augment="dali", **options)
+    fused = train_loader("dali", shards, **options)
+    dali = train_loader("dali", shards, cpu_augment="dali", **options)
     steps = len(fused)
     got = [b["visible"] for _ in range(2) for b in fused]  # kept without cloning
     expected = [b["visible"].clone() for _ in range(2) for b in dali]
@@ -313,6 +324,6 @@ def test_damaged_image_inside_an_intact_shard_is_one_clear_error(shard_dir, copy
                     if member.name.endswith(".jpg"):
                         tar.seek(member.offset)
                         tar.write(b"\0" * 4)  # no JPEG start-of-image marker
-    loader = make_train_loader("dali", shards, batch_ids=4, num_pos=2, cpu_augment=cpu_augment)
+    loader = train_loader("dali", shards, batch_ids=4, num_pos=2, cpu_augment=cpu_augment)
     with pytest.raises(VireidError, match=r"\.tar: image \S+ is not a JPEG.*verify --deep"):
         take(loader, 1)

@@ -10,6 +10,7 @@ import torch
 from vireid.errors import VireidError
 from vireid.model import build_model, list_models
 from vireid.model.layers import GeM, NonLocal
+from vireid.train.methods import get_method, list_methods
 
 
 def count(model, trainable_only=False):
@@ -19,14 +20,15 @@ def count(model, trainable_only=False):
 @pytest.fixture(scope="module")
 def small():
     torch.manual_seed(0)
-    return build_model(7, arch="resnet18", method="agw", pretrained="none")
+    return build_model(7, arch="resnet18", pretrained="none")
 
 
 def test_parameter_counts_equal_the_originals_forward_pass():
-    agw = build_model(395, "resnet50", "agw", pretrained="none")
+    agw = get_method("agw").build_model(395, "resnet50", pretrained="none")
     assert count(agw) == 24_359_311
     assert count(agw, trainable_only=True) == 24_357_263
-    assert count(build_model(395, "resnet50", "base", pretrained="none")) == 24_330_624
+    assert count(get_method("base").build_model(395, "resnet50", pretrained="none")) == \
+        24_330_624
 
 
 @pytest.mark.parametrize("arch", list_models())
@@ -159,5 +161,14 @@ def test_local_weights_load_into_both_stems_and_bad_ones_are_refused(tmp_path):
 def test_unknown_arch_and_method():
     with pytest.raises(VireidError, match="architecture"):
         build_model(3, arch="vit")
-    with pytest.raises(VireidError, match="method"):
-        build_model(3, method="deen")
+    with pytest.raises(VireidError, match=r"^method: unknown choice 'deen' \(agw, base\)$"):
+        get_method("deen")
+    with pytest.raises(VireidError, match="pooling"):
+        build_model(3, pooling="max")
+
+
+def test_methods_come_from_the_registry():
+    assert list_methods() == ["agw", "base"]
+    agw, base = get_method("agw"), get_method("base")
+    assert (agw.non_local, agw.pooling, agw.epochs) == (True, "gem", 81)
+    assert (base.non_local, base.pooling) == (False, "avg")

@@ -13,6 +13,7 @@ import sys
 
 import torch
 
+import vireid.train.loop as loop
 import vireid.train.runner as runner
 from vireid.loader.train_base import TrainLoaderBase
 from vireid.train.config import TrainConfig
@@ -20,8 +21,7 @@ from vireid.train.config import TrainConfig
 
 def main() -> None:
     values = json.loads(sys.argv[1])
-    values["milestones"] = tuple(values["milestones"])
-    config = TrainConfig(**values)
+    config = TrainConfig.from_flat(**values)
     record, stop_at = sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else None
     seen = []
     iterate = TrainLoaderBase.__iter__
@@ -32,14 +32,14 @@ def main() -> None:
             yield batch
 
     TrainLoaderBase.__iter__ = recording
-    train = runner.train_one_epoch
+    train = loop.train_one_epoch
 
     def maybe_die(model, loader, *args, **kwargs):
         if loader.epoch == stop_at:
             sys.exit(3)
         return train(model, loader, *args, **kwargs)
 
-    runner.train_one_epoch = maybe_die
+    loop.train_one_epoch = maybe_die
     result = runner.run_training(config)
     rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else int(
         __import__("os").environ.get("RANK", "0"))

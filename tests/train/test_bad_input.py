@@ -190,10 +190,10 @@ def test_shards_rebuilt_under_a_running_training_stop_it(shards, copy_shards, tm
             manifest = folder / "manifest.json"
             manifest.write_text(manifest.read_text())  # a rebuild writes it anew
 
-    config = TrainConfig(shards=str(folder), out=str(tmp_path / "run"), arch="resnet18",
-                         pretrained="none", epochs=3, batch_ids=4, num_pos=2, amp="off",
-                         max_steps=1, eval_every=5, warmup_epochs=1, milestones=(2, 3),
-                         device="cpu")
+    config = TrainConfig.from_flat(
+        shards=str(folder), out=str(tmp_path / "run"), arch="resnet18", pretrained="none",
+        epochs=3, batch_ids=4, num_pos=2, amp="off", max_steps=1, eval_every=5,
+        warmup_epochs=1, milestones=(2, 3), device="cpu")
     with pytest.raises(VireidError, match="manifest.json: changed while this run was "
                                           "training"):
         run_training(config, Rebuild())
@@ -255,31 +255,31 @@ def test_json_rows_are_written(shards, trained, tmp_path):
 
 
 def test_a_huge_batch_size_is_refused_and_batches_follow_the_data(shards, trained, tmp_path):
-    from vireid.loader import make_eval_loader
+    from tests.loaders import eval_loader
 
     result = CliRunner().invoke(eval_app, ["--shards", str(shards), "--checkpoint",
                                            str(trained), "--batch-size", "20000"])
     assert result.exit_code == 2 and "Invalid value for '--batch-size'" in result.output
-    loader = make_eval_loader("dali", shards, list(range(10)), batch_size=4096)
+    loader = eval_loader("dali", shards, list(range(10)), batch_size=4096)
     assert loader.batch_size == 10 and [len(b["samples"]) for b in loader] == [10]
 
 
 def test_a_model_trained_at_another_size_is_tested_at_its_size(shard_dir, trained, caplog):
     import logging
 
-    from vireid.train.evaluation import test_checkpoint
+    from vireid.train.checkpoint_eval import TestSettings, evaluate_checkpoint
 
     larger = shard_dir("sysu", "jpeg", width=40, height=80)
     with caplog.at_level(logging.WARNING):
-        rows = test_checkpoint(larger, trained, device="cpu", verify=False)
+        rows = evaluate_checkpoint(larger, trained, TestSettings(device="cpu", verify=False))
     assert "trained on 32×64 images, these shards hold 40×80: resizing the test images to " \
            "32×64" in caplog.text
     assert rows
 
 
 def test_reference_loader_names_a_damaged_image(shards, copy_shards):
+    from tests.loaders import eval_loader, train_loader
     from vireid.errors import VireidError
-    from vireid.loader import make_eval_loader, make_train_loader
 
     damaged = copy_shards(shards)
     for index in damaged.glob("*.idx"):
@@ -291,9 +291,9 @@ def test_reference_loader_names_a_damaged_image(shards, copy_shards):
                         tar.write(b"\x13" * 300)
     message = r"\.tar: image \S+ cannot be decoded \(.*\): damaged shard, run `vireid-shard"
     with pytest.raises(VireidError, match=message):
-        next(iter(make_train_loader("reference", damaged, batch_ids=4, num_pos=2)))
+        next(iter(train_loader("reference", damaged, batch_ids=4, num_pos=2)))
     with pytest.raises(VireidError, match=message):
-        list(make_eval_loader("reference", damaged, list(range(8)), batch_size=4))
+        list(eval_loader("reference", damaged, list(range(8)), batch_size=4))
     shutil.rmtree(damaged)
 
 

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from vireid.loader.sampler import IdentitySampler
-from vireid.loader.train_base import select_view
 from vireid.shards.manifest import load_manifest
 from vireid.train.config import TrainConfig
 from vireid.train.runner import checkpoint_path
@@ -40,7 +39,7 @@ def settings(shards, out, **overrides) -> TrainConfig:
                   epochs=2, batch_ids=4, num_pos=2, amp="off", max_steps=3, log_every=1,
                   eval_every=10, warmup_epochs=1, milestones=(2, 3), num_threads=1,
                   device="cpu")
-    return TrainConfig(**{**values, **overrides})
+    return TrainConfig.from_flat(**{**values, **overrides})
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +58,7 @@ def straight_run(shards, tmp_path_factory):
 def test_ranks_split_each_step_and_together_equal_one_process(shards, straight_run):
     _, (rank0, rank1) = straight_run
     manifest = load_manifest(shards)
-    sampler = IdentitySampler.from_view(select_view(manifest, None), batch_ids=4, num_pos=2,
+    sampler = IdentitySampler.from_view(manifest.training_view(None), batch_ids=4, num_pos=2,
                                         seed=0)
     assert len(rank0["labels"]) == len(rank1["labels"]) == 6
     for (e0, s0, a), (e1, s1, b) in zip(rank0["labels"], rank1["labels"]):
@@ -74,12 +73,12 @@ def test_parameters_stay_equal_across_ranks(straight_run):
 
 
 def test_gathered_evaluation_equals_a_single_process_test(shards, straight_run):
-    from vireid.train.evaluation import test_checkpoint
+    from vireid.train.checkpoint_eval import TestSettings, evaluate_checkpoint
 
     work, (rank0, rank1) = straight_run
     assert rank1["evaluations"] == [] and rank0["evaluations"]
-    single = test_checkpoint(shards, checkpoint_path(work / "run"), amp="off",
-                             device="cpu")
+    single = evaluate_checkpoint(shards, checkpoint_path(work / "run"),
+                                 TestSettings(amp="off", device="cpu"))
     assert len(single) == len(rank0["evaluations"])
     for ours, theirs in zip(rank0["evaluations"], single):
         assert ours["trial"] == theirs["trial"] and ours["feature"] == theirs["feature"]

@@ -91,7 +91,7 @@ def test_torchrun_with_nccl_on_one_process(shards, tmp_path):
 def test_gpu_features_match_the_cpu(shards):
     manifest = load_manifest(shards)
     protocol = manifest.protocol(manifest.default_protocol)
-    wanted = protocols.test_samples(manifest, protocol, None)
+    wanted = protocols.samples_to_extract(manifest, protocol, None)
     model = build_model(10, arch="resnet18", pretrained="none").eval()
     cpu = extract_features(model, shards, wanted, device=torch.device("cpu"))
     gpu = extract_features(model.to("cuda"), shards, wanted, device=torch.device("cuda"))

@@ -32,7 +32,7 @@ def config(shards, out, **overrides) -> TrainConfig:
     values = dict(shards=str(shards), out=str(out), arch="resnet18", pretrained="none",
                   epochs=3, batch_ids=4, num_pos=2, amp="off", max_steps=3, log_every=1,
                   eval_every=10, warmup_epochs=1, milestones=(2, 3), device="cpu")
-    return TrainConfig(**{**values, **overrides})
+    return TrainConfig.from_flat(**{**values, **overrides})
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +109,7 @@ def test_bad_inputs(tiny_shards, tmp_path):
 
 
 def test_checkpoint_of_another_model_or_class_count(tiny_shards, tmp_path):
-    from vireid.train.evaluation import test_checkpoint
+    from vireid.train.checkpoint_eval import TestSettings, evaluate_checkpoint
 
     out = tmp_path / "run"
     run_training(config(tiny_shards, out, epochs=1, max_steps=1))
@@ -117,12 +117,12 @@ def test_checkpoint_of_another_model_or_class_count(tiny_shards, tmp_path):
     state["num_classes"] += 3
     torch.save(state, tmp_path / "classes.pt")
     with pytest.raises(VireidError, match="classes.pt: weights do not fit"):
-        test_checkpoint(tiny_shards, tmp_path / "classes.pt", device="cpu")
+        evaluate_checkpoint(tiny_shards, tmp_path / "classes.pt", TestSettings(device="cpu"))
     state = load_checkpoint(checkpoint_path(out))
     state["arch"] = "resnet50"
     torch.save(state, tmp_path / "arch.pt")
     with pytest.raises(VireidError, match="arch.pt: weights do not fit a resnet50"):
-        test_checkpoint(tiny_shards, tmp_path / "arch.pt", device="cpu")
+        evaluate_checkpoint(tiny_shards, tmp_path / "arch.pt", TestSettings(device="cpu"))
 
 
 @pytest.mark.slow
@@ -130,7 +130,7 @@ def test_a_short_run_learns_far_above_chance(fake_tree, tmp_path):
     from vireid.datasets import read_dataset
     from vireid.fake import make_fake
     from vireid.shards.build import BuildOptions, build_shards
-    from vireid.train.evaluation import test_checkpoint
+    from vireid.train.checkpoint_eval import TestSettings, evaluate_checkpoint
 
     tree = make_fake("sysu", tmp_path / "SYSU", ids=32, images_per_camera=3, seed=1)
     shards = tmp_path / "shards"
@@ -141,7 +141,8 @@ def test_a_short_run_learns_far_above_chance(fake_tree, tmp_path):
     mean = next(r for r in rows if r["trial"] == "mean" and r["feature"] == "fc")
     test_ids = len((tree.root / "exp/test_id.txt").read_text().split(","))
     assert mean["rank1"] > 4 / test_ids  # chance is 1 / test ids
-    tested = test_checkpoint(shards, checkpoint_path(out), amp="bf16", device="cpu")
+    tested = evaluate_checkpoint(shards, checkpoint_path(out),
+                                 TestSettings(amp="bf16", device="cpu"))
     again = next(r for r in tested if r["trial"] == "mean" and r["feature"] == "fc")
     assert again["rank1"] == pytest.approx(mean["rank1"])
     assert len([r for r in tested if r["feature"] == "fc"]) == 11  # 10 trials + mean

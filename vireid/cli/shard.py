@@ -20,6 +20,8 @@ from vireid.constants import (
     IMAGE_HEIGHT,
     IMAGE_WIDTH,
     JPEG_QUALITY,
+    MAX_SIDE,
+    MIN_SIDE,
     SHARD_MAX_MEGABYTES,
     SHARD_MAX_SAMPLES,
 )
@@ -27,7 +29,7 @@ from vireid.datasets import list_datasets, read_dataset
 from vireid.errors import VireidError
 from vireid.fake import MAX_IMAGES_PER_CAMERA, MIN_IDS, make_fake, max_ids
 from vireid.shards.build import BuildOptions, build_shards
-from vireid.shards.encode import MAX_SIDE, MIN_SIDE, Encoding
+from vireid.shards.encode import Encoding
 from vireid.shards.manifest import load_manifest
 from vireid.shards.summary import protocol_lists, summarize
 from vireid.shards.verify import verify_shards
@@ -73,8 +75,10 @@ def build(
     The folder is built under a temporary name beside OUT_DIR, locked against a second build,
     and renamed at the end; an error, Ctrl-C or SIGTERM leaves nothing behind.
     """
-    options = BuildOptions(width, height, encoding, quality, shard_samples, shard_mb, workers,
-                           on_bad_image is BadImagePolicy.skip, overwrite)
+    options = BuildOptions(width=width, height=height, encoding=encoding, quality=quality,
+                           max_samples=shard_samples, max_megabytes=shard_mb, workers=workers,
+                           skip_bad_images=on_bad_image is BadImagePolicy.skip,
+                           overwrite=overwrite)
     with user_errors(), sigterm_as_interrupt():
         check_side("--width", width)
         check_side("--height", height)

@@ -11,6 +11,7 @@ import typer
 from vireid.choices import Amp, Device, Feature, LoaderKind
 from vireid.cli.common import new_app, user_errors
 from vireid.cli.tables import render_rows
+from vireid.train.checkpoint_eval import TestSettings
 
 app = new_app("Evaluate a vireid checkpoint on the original protocols (all trials).")
 
@@ -20,22 +21,24 @@ def test(
     shards: Path = typer.Option(..., help="Shard folder written by `vireid-shard build`."),
     checkpoint: Path = typer.Option(..., help="Checkpoint written by vireid-train "
                                     "(RUN_DIR/checkpoints/last.pt)."),
-    protocol: str = typer.Option(None, help="sysu-all, sysu-indoor, regdb-v2t, regdb-t2v, "
-                                 "llcm-ir2vis or llcm-vis2ir (default: the dataset's)."),
-    trial: int = typer.Option(None, min=0, help="Only this trial (RegDB: default the "
-                              "checkpoint's)."),
+    protocol: str = typer.Option(TestSettings.protocol, help="sysu-all, sysu-indoor, "
+                                 "regdb-v2t, regdb-t2v, llcm-ir2vis or llcm-vis2ir (default: "
+                                 "the dataset's)."),
+    trial: int = typer.Option(TestSettings.trial, min=0, help="Only this trial (RegDB: "
+                              "default the trial the checkpoint was trained on)."),
     feature: Feature = typer.Option(Feature.BOTH, help="pool (L2-normalised GeM feature), fc "
                                     "(L2-normalised BNNeck feature) or both."),
-    loader: LoaderKind = typer.Option(LoaderKind.DALI, help="dali or reference (plain "
+    loader: LoaderKind = typer.Option(TestSettings.loader, help="dali or reference (plain "
                                       "PyTorch)."),
-    device: Device = typer.Option(Device.AUTO, help="auto (CUDA when a GPU is visible), cpu "
-                                  "or cuda."),
-    amp: Amp = typer.Option(Amp.AUTO, help="auto (fp16 on CUDA, off on CPU), bf16, fp16 or "
-                            "off."),
-    batch_size: int = typer.Option(64, min=1, max=4096, help="Images per forward pass "
-                                   "(1-4096; never more than the test images)."),
-    verify: bool = typer.Option(True, help="Check every shard's sha256 against the manifest "
-                                "first; --no-verify skips it."),
+    device: Device = typer.Option(TestSettings.device, help="auto (CUDA when a GPU is "
+                                  "visible), cpu or cuda."),
+    amp: Amp = typer.Option(TestSettings.amp, help="auto (fp16 on CUDA, off on CPU), bf16, "
+                            "fp16 or off."),
+    batch_size: int = typer.Option(TestSettings.batch_size, min=1, max=4096,
+                                   help="Images per forward pass (1-4096; never more than "
+                                   "the test images)."),
+    verify: bool = typer.Option(TestSettings.verify, help="Check every shard's sha256 against "
+                                "the manifest first; --no-verify skips it."),
     json_out: Path = typer.Option(None, "--json", help="Also write every row to this JSON "
                                   "file (its folder is checked before the evaluation)."),
 ) -> None:
@@ -44,16 +47,17 @@ def test(
     Test images are resized to the size the model was trained at when the shards hold
     another size (with a warning), as the original's test transform does.
     """
-    from vireid.train.evaluation import FEATURES, test_checkpoint
+    from vireid.train.checkpoint_eval import evaluate_checkpoint
+    from vireid.train.evaluation import FEATURES
     from vireid.train.run_folder import check_writable_target
 
     with user_errors():
         if json_out:
             check_json_target(json_out, check_writable_target)
         kinds = FEATURES if feature is Feature.BOTH else (feature.value,)
-        rows = test_checkpoint(shards, checkpoint, protocol_name=protocol, trial=trial,
-                               kinds=kinds, loader=loader, device=device, amp=amp,
-                               batch_size=batch_size, verify=verify)
+        settings = TestSettings(protocol, trial, kinds, loader, device, amp, batch_size,
+                                verify=verify)
+        rows = evaluate_checkpoint(shards, checkpoint, settings)
         typer.echo(render_rows(rows))
         if json_out:
             write_json(json_out, rows)

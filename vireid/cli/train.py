@@ -13,7 +13,16 @@ from vireid.choices import Amp, Arch, CpuAugment, Device, LoaderKind, Method, Sa
 from vireid.cli.checks import increasing_epochs, positive
 from vireid.cli.common import new_app, stderr, user_errors
 from vireid.cli.tables import render_rows
-from vireid.train.config import TrainConfig
+from vireid.loader.settings import Sampling
+from vireid.train.config import (
+    Evaluation,
+    LoaderSettings,
+    ModelSettings,
+    Optimisation,
+    RunSettings,
+    TrainConfig,
+)
+from vireid.train.methods import get_method, list_methods
 from vireid.train.reporting import Reporter
 
 app = new_app("Train AGW (two-stream ResNet, non-local, GeM, WRT loss) on vireid shards.")
@@ -60,65 +69,82 @@ def train(
     shards: Path = typer.Option(..., help="Shard folder written by `vireid-shard build`."),
     out: Path = typer.Option(..., help="Run folder: config, metrics.jsonl, tb/, checkpoints/. "
                              "A new run needs a new or empty folder; one run at a time."),
-    trial: int = typer.Option(None, min=1, help="RegDB trial to train on (1-10, default 1)."),
-    epochs: int = typer.Option(81, min=1, help="Epochs (the original trains 81)."),
-    batch_ids: int = typer.Option(8, min=1, help="Identities per step, P (original "
-                                  "--batch-size)."),
-    num_pos: int = typer.Option(4, min=1, help="Images per identity and modality, K."),
-    lr: float = typer.Option(0.1, callback=positive, help="Base learning rate, > 0 (BNNeck "
-                             "and classifier; the rest uses 0.1×)."),
-    weight_decay: float = typer.Option(5e-4, min=0.0, help="SGD weight decay (≥ 0)."),
-    warmup_epochs: int = typer.Option(10, min=0, help="Linear warm-up epochs."),
-    milestones: tuple[int, int] = typer.Option((20, 50), callback=increasing_epochs,
+    trial: int = typer.Option(Sampling.trial, min=1, help="RegDB trial to train on (1-10, "
+                              "default 1); a RegDB model is scored on its own trial."),
+    epochs: int = typer.Option(Optimisation.epochs, min=1, help="Epochs (default: the "
+                               "method's; agw and base: 81, as the original)."),
+    batch_ids: int = typer.Option(Sampling.batch_ids, min=1, help="Identities per step, P "
+                                  "(original --batch-size)."),
+    num_pos: int = typer.Option(Sampling.num_pos, min=1, help="Images per identity and "
+                                "modality, K."),
+    lr: float = typer.Option(Optimisation.lr, callback=positive, help="Base learning rate, > 0 "
+                             "(BNNeck and classifier; the rest uses 0.1×)."),
+    weight_decay: float = typer.Option(Optimisation.weight_decay, min=0.0, help="SGD weight "
+                                       "decay (≥ 0)."),
+    warmup_epochs: int = typer.Option(Optimisation.warmup_epochs, min=0, help="Linear warm-up "
+                                      "epochs."),
+    milestones: tuple[int, int] = typer.Option(Optimisation.milestones,
+                                               callback=increasing_epochs,
                                                help="Epochs where the learning rate drops 10× "
                                                "(two increasing values)."),
-    method: Method = typer.Option(Method.AGW, help="agw (non-local, GeM, WRT) or base (hard "
-                                  "triplet)."),
-    arch: Arch = typer.Option(Arch.RESNET50, help="Backbone: resnet50 (original) or "
+    method: Method = typer.Option(ModelSettings.method, help="Training method: " +
+                                  "; ".join(f"{m}: {get_method(m).summary}"
+                                            for m in list_methods()) + "."),
+    arch: Arch = typer.Option(ModelSettings.arch, help="Backbone: resnet50 (original) or "
                               "resnet18."),
-    pretrained: str = typer.Option("torchvision", help="ImageNet weights: torchvision, a "
-                                   "PATH to a ResNet state dict (must exist), or none."),
-    amp: Amp = typer.Option(Amp.AUTO, help="Mixed precision: auto (fp16 on CUDA, off on CPU; "
-                            "with --resume: the precision the run was trained in), bf16, fp16 "
-                            "or off (float32, as the original)."),
-    channels_last: bool = typer.Option(True, help="Channels-last model and inputs."),
-    compile: bool = typer.Option(False, "--compile", help="torch.compile the model."),
-    deterministic: bool = typer.Option(False, "--deterministic", help="Bitwise repeatable "
-                                       "CUDA runs: deterministic kernels and no cuDNN "
-                                       "autotuning (slower). Default: cuDNN picks the fastest "
-                                       "kernels for the fixed input shapes."),
-    seed: int = typer.Option(0, min=0, help="Seed of initialisation, sampling and "
-                             "augmentation (≥ 0)."),
-    sampler: SamplerOrder = typer.Option(SamplerOrder.EPOCH, help="Identity order: epoch "
+    pretrained: str = typer.Option(ModelSettings.pretrained, help="ImageNet weights: "
+                                   "torchvision, a PATH to a ResNet state dict (must exist), "
+                                   "or none."),
+    amp: Amp = typer.Option(RunSettings.amp, help="Mixed precision: auto (fp16 on CUDA, off "
+                            "on CPU; with --resume: the precision the run was trained in), "
+                            "bf16, fp16 or off (float32, as the original)."),
+    channels_last: bool = typer.Option(RunSettings.channels_last, help="Channels-last model "
+                                       "and inputs."),
+    compile: bool = typer.Option(RunSettings.compile, "--compile", help="torch.compile the "
+                                 "model."),
+    deterministic: bool = typer.Option(RunSettings.deterministic, "--deterministic",
+                                       help="Bitwise repeatable CUDA runs: deterministic "
+                                       "kernels and no cuDNN autotuning (slower). Default: "
+                                       "cuDNN picks the fastest kernels for the fixed input "
+                                       "shapes."),
+    seed: int = typer.Option(Sampling.seed, min=0, help="Seed of initialisation, sampling "
+                             "and augmentation (≥ 0)."),
+    sampler: SamplerOrder = typer.Option(Sampling.order, help="Identity order: epoch "
                                          "(every identity in every epoch) or original "
                                          "(independent draws per step, as the original)."),
-    replace: bool = typer.Option(True, help="Draw an identity's K images with replacement "
-                                 "(the original) or without (--no-replace: every identity "
-                                 "needs K images per modality)."),
-    eval_every: int = typer.Option(2, min=1, help="Evaluate every N epochs and at the end."),
-    eval_batch_size: int = typer.Option(64, min=1, max=4096, help="Images per evaluation "
-                                        "batch (1-4096)."),
-    protocol: str = typer.Option(None, help="Protocol to evaluate (default: the dataset's; "
-                                 "checked against the shards before training)."),
-    loader: LoaderKind = typer.Option(LoaderKind.DALI, help="dali or reference (plain "
+    replace: bool = typer.Option(Sampling.replace, help="Draw an identity's K images with "
+                                 "replacement (the original) or without (--no-replace: every "
+                                 "identity needs K images per modality)."),
+    eval_every: int = typer.Option(Evaluation.every, min=1, help="Evaluate every N epochs "
+                                   "and at the end."),
+    eval_batch_size: int = typer.Option(Evaluation.batch_size, min=1, max=4096,
+                                        help="Images per evaluation batch (1-4096)."),
+    protocol: str = typer.Option(Evaluation.protocol, help="Protocol to evaluate (default: "
+                                 "the dataset's; checked against the shards before "
+                                 "training)."),
+    loader: LoaderKind = typer.Option(LoaderSettings.kind, help="dali or reference (plain "
                                       "PyTorch)."),
-    device: Device = typer.Option(Device.AUTO, help="auto (CUDA when a GPU is visible), cpu "
-                                  "or cuda."),
+    device: Device = typer.Option(RunSettings.device, help="auto (CUDA when a GPU is "
+                                  "visible), cpu or cuda."),
     cpu_augment: CpuAugment = typer.Option(
-        CpuAugment.FUSED, help="Training augmentation on a CPU: fused (DALI decodes, one "
-        "compiled pass pads, crops, flips, normalises and erases; ~2.5x faster) or dali "
-        "(DALI's own operators: the GPU graph, run on the CPU). Same pixels either way."),
-    num_threads: int = typer.Option(None, min=1, max=1024, help="DALI threads (default: "
-                                    "cores + 1)."),
-    max_steps: int = typer.Option(None, min=1, help="Cut every epoch after N steps (smoke "
-                                  "runs)."),
-    log_every: int = typer.Option(10, min=1, help="Report losses every N steps."),
-    resume: bool = typer.Option(False, help="Continue the run in --out from its checkpoint."),
-    verify: bool = typer.Option(True, help="Check every shard's sha256 against the manifest "
-                                "before training (~2 GB/s per core from the page cache); "
-                                "--no-verify skips it."),
-    sync_bn: bool = typer.Option(False, "--sync-bn", help="Synchronise BatchNorm statistics "
-                                 "across processes (multi-process runs)."),
+        LoaderSettings.cpu_augment, help="Training augmentation on a CPU: fused (DALI "
+        "decodes, one compiled pass pads, crops, flips, normalises and erases; ~2.5x faster) "
+        "or dali (DALI's own operators: the GPU graph, run on the CPU). Same pixels either "
+        "way."),
+    num_threads: int = typer.Option(LoaderSettings.num_threads, min=1, max=1024,
+                                    help="DALI threads (default: cores + 1; under torchrun "
+                                    "the cores divided among the processes)."),
+    max_steps: int = typer.Option(RunSettings.max_steps, min=1, help="Cut every epoch after "
+                                  "N steps (smoke runs)."),
+    log_every: int = typer.Option(RunSettings.log_every, min=1, help="Report losses every N "
+                                  "steps."),
+    resume: bool = typer.Option(RunSettings.resume, help="Continue the run in --out from its "
+                                "checkpoint."),
+    verify: bool = typer.Option(RunSettings.verify, help="Check every shard's sha256 against "
+                                "the manifest before training (~2 GB/s per core from the "
+                                "page cache); --no-verify skips it."),
+    sync_bn: bool = typer.Option(RunSettings.sync_bn, "--sync-bn", help="Synchronise "
+                                 "BatchNorm statistics across processes (multi-process runs)."),
     nproc: int = typer.Option(1, min=1, help="Processes on this machine: launches torchrun "
                               "(one per GPU; gloo on CPU). Or start vireid-train under "
                               "torchrun yourself."),
@@ -127,16 +153,14 @@ def train(
     from vireid.train.runner import run_training
 
     config = TrainConfig(
-        shards=str(shards), out=str(out), trial=trial, epochs=epochs, batch_ids=batch_ids,
-        num_pos=num_pos, lr=lr, weight_decay=weight_decay, warmup_epochs=warmup_epochs,
-        milestones=tuple(milestones), method=method, arch=arch,
-        pretrained=pretrained, amp=amp, channels_last=channels_last, compile=compile,
-        deterministic=deterministic,
-        seed=seed, sampler=sampler, replace=replace, eval_every=eval_every,
-        eval_batch_size=eval_batch_size,
-        eval_protocol=protocol, loader=loader, device=device, cpu_augment=cpu_augment,
-        num_threads=num_threads, max_steps=max_steps, log_every=log_every, resume=resume,
-        verify=verify, sync_bn=sync_bn)
+        run=RunSettings(str(shards), str(out), device, amp, channels_last, compile,
+                        deterministic, sync_bn, log_every, max_steps, resume, verify),
+        sampling=Sampling(batch_ids, num_pos, seed, replace, sampler, trial),
+        optimisation=Optimisation(epochs, lr, Optimisation.momentum, weight_decay,
+                                  warmup_epochs, tuple(milestones)),
+        model=ModelSettings(method, arch, pretrained),
+        loader=LoaderSettings(loader, cpu_augment, num_threads),
+        evaluation=Evaluation(eval_every, protocol, eval_batch_size))
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
         launch_torchrun(nproc, sys.argv[1:])
         return

@@ -169,7 +169,8 @@ class DatasetBuilder:
         """``trials``: (trial, query paths, query pids, gallery paths, gallery pids)."""
         self.protocols.append((name, metric, query_modality, gallery_modality, trials))
 
-    def finish(self, default_protocol: str) -> RawDataset:
+    def finish(self, default_protocol: str,
+               trial_views: tuple[tuple[int, str], ...] = ()) -> RawDataset:
         ordered = sorted(self.records.values(), key=Record.sort_key)
         index = {record.path: i for i, record in enumerate(ordered)}
 
@@ -190,7 +191,8 @@ class DatasetBuilder:
             ))
             for name, metric, qmod, gmod, trials in self.protocols
         )
-        return RawDataset(self.name, self.root, tuple(ordered), views, protocols, default_protocol)
+        return RawDataset(self.name, self.root, tuple(ordered), views, protocols, default_protocol,
+                          trial_views)
 
 
 def _read_text(path: Path) -> str:

@@ -45,8 +45,9 @@ def read(root: Path) -> RawDataset:
                     pid = pid_from_parent(entry.path, entry.where)
                     builder.add(Record(entry.path, pid, CAMERA[modality], modality), entry.where)
                 lists[split, modality, trial] = entries
-    for trial in REGDB_TRIALS:
-        builder.add_view(f"trial{trial}", lists["train", Modality.VISIBLE, trial],
+    trial_views = tuple((trial, f"trial{trial}") for trial in REGDB_TRIALS)
+    for trial, view in trial_views:
+        builder.add_view(view, lists["train", Modality.VISIBLE, trial],
                          lists["train", Modality.INFRARED, trial])
     for name, (query_mod, gallery_mod) in PROTOCOLS.items():
         trials = []
@@ -55,4 +56,4 @@ def read(root: Path) -> RawDataset:
             trials.append((trial, [e.path for e in query], [e.label for e in query],
                            [e.path for e in gallery], [e.label for e in gallery]))
         builder.add_protocol(name, "regdb", query_mod, gallery_mod, trials)
-    return builder.finish(default_protocol="regdb-v2t")
+    return builder.finish(default_protocol="regdb-v2t", trial_views=trial_views)

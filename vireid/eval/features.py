@@ -7,7 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from vireid.choices import LoaderKind
 from vireid.loader import make_eval_loader
+from vireid.loader.settings import EVAL_BATCH_SIZE, Backend
 from vireid.records import Modality
 
 
@@ -36,22 +38,24 @@ def merge_features(parts: list[Features]) -> Features:
 
 
 @torch.no_grad()
-def extract_features(model, shards_dir, by_modality: dict[Modality, np.ndarray], *,
-                     loader: str = "dali", device: torch.device, amp_dtype=None,
-                     batch_size: int = 64, channels_last: bool = True, num_threads=None,
+def extract_features(model, shards, by_modality: dict[Modality, np.ndarray], *,
+                     loader: LoaderKind = LoaderKind.DALI, device: torch.device,
+                     amp_dtype=None, batch_size: int = EVAL_BATCH_SIZE,
+                     channels_last: bool = True, backend: Backend | None = None,
                      shard_id: int = 0, num_shards: int = 1,
                      size: tuple[int, int] | None = None) -> Features:
     """Run ``model`` in eval mode over the samples of each modality; returns pool/fc features.
-    ``size``: resize the images to (height, width) first (None: as stored)."""
+
+    ``shards``: a shard folder or an open ``ShardBytes`` (opened once for every modality and
+    every evaluation of a run). ``backend``: the DALI loader's settings (default: on
+    ``device``). ``size``: resize the images to (height, width) first (None: as stored).
+    """
     model.eval()
+    backend = backend or Backend(device.type, device.index or 0)
     samples, pool, fc = [], [], []
     for modality, wanted in by_modality.items():
-        options = {"batch_size": batch_size, "shard_id": shard_id, "num_shards": num_shards,
-                   "size": size}
-        if loader == "dali":
-            options.update(device=device.type, device_id=device.index or 0,
-                           num_threads=num_threads)
-        batches = make_eval_loader(loader, shards_dir, wanted, **options)
+        batches = make_eval_loader(loader, shards, wanted, batch_size=batch_size, size=size,
+                                   shard_id=shard_id, num_shards=num_shards, backend=backend)
         with batches:
             _extract(model, batches, device, amp_dtype, channels_last, modality,
                      (samples, pool, fc))

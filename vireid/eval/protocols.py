@@ -1,6 +1,6 @@
 """Protocol trials over extracted features: each test image extracted once, selected per trial.
 
-The original re-extracts the gallery for every trial; here ``test_samples`` is the union of
+The original re-extracts the gallery for every trial; here ``samples_to_extract`` is the union of
 every trial's rows and columns, extracted once, and each trial only indexes into it.
 """
 
@@ -30,7 +30,7 @@ class TrialResult:
                 "mAP": float(self.metrics.mAP), "mINP": float(self.metrics.mINP)}
 
 
-def test_samples(manifest: Manifest, protocol: Protocol, trials=None) -> dict:
+def samples_to_extract(manifest: Manifest, protocol: Protocol, trials=None) -> dict:
     """Global sample numbers to extract, per modality (union over the chosen trials)."""
     by_modality: dict = {}
     for trial in _chosen(protocol, trials):

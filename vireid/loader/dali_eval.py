@@ -15,8 +15,9 @@ from vireid.loader.dali_errors import explain
 from vireid.loader.dali_pipes import eval_pipeline, import_dali
 from vireid.loader.handoff import run_pipeline, to_torch
 from vireid.loader.plan import eval_share
+from vireid.loader.settings import EVAL_BATCH_SIZE, Backend
 from vireid.loader.source import ShardBytes
-from vireid.loader.train_base import default_threads
+from vireid.loader.train_base import default_threads, open_source
 from vireid.shards.encode import Encoding
 
 
@@ -45,22 +46,23 @@ class EvalLoader:
     channels-last and ``samples`` (their global numbers). With ``num_shards`` > 1 this rank
     reads its contiguous slice (``eval_share``)."""
 
-    def __init__(self, shards_dir: Path, samples, *, device: str = "cpu", device_id: int = 0,
-                 batch_size: int = 128, num_threads: int | None = None,
-                 size: tuple[int, int] | None = None, shard_id: int = 0, num_shards: int = 1):
+    def __init__(self, shards: ShardBytes | Path | str, samples, *,
+                 batch_size: int = EVAL_BATCH_SIZE, size: tuple[int, int] | None = None,
+                 shard_id: int = 0, num_shards: int = 1, backend: Backend | None = None):
         import_dali()
-        self.source = ShardBytes(shards_dir)
+        backend = backend or Backend()
+        self.source, self._owns_source = open_source(shards)
         manifest = self.source.manifest
         self.samples = eval_share(samples, shard_id, num_shards)
         # DALI allocates for the batch size: never more than the images there are
         batch_size = max(1, min(batch_size, len(self.samples)))
-        self.batch_size, self.device = batch_size, device
+        self.batch_size, self.device = batch_size, backend.device
         self._callback = EvalSource(self.source, self.samples, batch_size)
         stored = (manifest.height, manifest.width)
         self._pipe = eval_pipeline(
             self._callback, batch_size=batch_size, encoding=manifest.encoding, stored=stored,
-            size=size or stored, device=device, device_id=device_id,
-            num_threads=num_threads or default_threads())
+            size=size or stored, device=backend.device, device_id=backend.device_id,
+            num_threads=backend.num_threads or default_threads())
 
     def __len__(self) -> int:
         return -(-len(self.samples) // self.batch_size)
@@ -89,9 +91,11 @@ class EvalLoader:
             self._pipe.reset()
 
     def close(self) -> None:
-        """Release the pipeline and the shard files (also done when iterating fails)."""
+        """Release the pipeline and the shard files it opened (also done when iterating
+        fails)."""
         self._pipe = None
-        self.source.close()
+        if self._owns_source:
+            self.source.close()
 
     def __enter__(self):
         return self

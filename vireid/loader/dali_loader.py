@@ -13,16 +13,18 @@ from pathlib import Path
 
 import numpy as np
 
+from vireid.choices import CpuAugment
 from vireid.errors import VireidError
 from vireid.loader.augment import PAD
 from vireid.loader.dali_errors import explain
 from vireid.loader.dali_pipes import decode_pipeline, import_dali, train_pipeline
 from vireid.loader.fused import FusedAugment, OutputBuffers, packed
 from vireid.loader.handoff import run_pipeline, to_torch
+from vireid.loader.settings import Backend, Sampling
+from vireid.loader.source import ShardBytes
 from vireid.loader.train_base import TrainLoaderBase, default_threads, split_batch
 from vireid.shards.encode import Encoding
 
-CPU_AUGMENT = ("fused", "dali")
 # steps between asking the OS to read a step's bytes and reading them (DALI already runs the
 # callback ``prefetch`` steps ahead of the consumer)
 READ_AHEAD = 2
@@ -102,26 +104,32 @@ class TrainLoader(TrainLoaderBase):
     ``cpu_augment="dali"`` runs the GPU graph with CPU operators instead.
     """
 
-    def __init__(self, shards_dir: Path, *, device: str = "cpu", device_id: int = 0,
-                 num_threads: int | None = None, prefetch: int = 2,
-                 cpu_augment: str = "fused", **options):
-        super().__init__(shards_dir, **options)
+    def __init__(self, shards: ShardBytes | Path | str, sampling: Sampling | None = None,
+                 backend: Backend | None = None, *, augment: bool = True, rank: int = 0,
+                 world_size: int = 1):
         import_dali()
-        if cpu_augment not in CPU_AUGMENT:
-            raise VireidError("--cpu-augment", f"unknown choice {cpu_augment!r} (choose from "
-                              f"{', '.join(CPU_AUGMENT)})")
-        self.device, self.device_id = device, device_id
-        self.fused = device == "cpu" and cpu_augment == "fused"
+        backend = backend or Backend()
+        super().__init__(shards, sampling, augment=augment, rank=rank, world_size=world_size)
+        self.device, self.device_id = backend.device, backend.device_id
+        self.fused = backend.device == "cpu" and \
+            CpuAugment.parse(backend.cpu_augment, "CPU augmentation") is CpuAugment.FUSED
         # one more thread than cores: measured ~10% faster on 2 cores (the executor and the
         # Python side otherwise leave a core idle part of the time)
-        self.num_threads = num_threads or default_threads() + 1
-        self.prefetch = prefetch
+        self.num_threads = backend.num_threads or default_threads() + 1
+        self.prefetch = backend.prefetch
         # the kernel's threads: one per core, fewer when the caller asks for fewer threads
         # (e.g. one process per core under torchrun)
         workers = max(1, min(default_threads(), self.num_threads))
         self._augment = FusedAugment(self.width, workers) if self.fused else None
         self._buffers = OutputBuffers() if self.fused else None
         self._pipe = self._source = None
+
+    def close(self) -> None:
+        """Release the pipeline, the kernel's threads and the shard files."""
+        self._pipe = None
+        if self._augment is not None:
+            self._augment.close()
+        super().close()
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)

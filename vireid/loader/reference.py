@@ -18,8 +18,9 @@ from PIL import Image
 from vireid.constants import IMAGENET_MEAN, IMAGENET_STD
 from vireid.loader.augment import PAD, AugmentParams
 from vireid.loader.plan import eval_share
+from vireid.loader.settings import EVAL_BATCH_SIZE
 from vireid.loader.source import ShardBytes, decode_problem
-from vireid.loader.train_base import TrainLoaderBase
+from vireid.loader.train_base import TrainLoaderBase, open_source
 from vireid.shards.encode import Encoding
 
 
@@ -75,10 +76,10 @@ class ReferenceTrainLoader(TrainLoaderBase):
 class ReferenceEvalLoader:
     """In-order evaluation batches: resize (a no-op on pre-resized shards) and normalise."""
 
-    def __init__(self, shards_dir: Path, samples, *, batch_size: int = 128,
-                 size: tuple[int, int] | None = None, shard_id: int = 0, num_shards: int = 1,
-                 **_ignored):
-        self.source = ShardBytes(shards_dir)
+    def __init__(self, shards: ShardBytes | Path | str, samples, *,
+                 batch_size: int = EVAL_BATCH_SIZE, size: tuple[int, int] | None = None,
+                 shard_id: int = 0, num_shards: int = 1):
+        self.source, self._owns_source = open_source(shards)
         manifest = self.source.manifest
         self.samples = eval_share(samples, shard_id, num_shards)
         self.batch_size = batch_size
@@ -88,7 +89,8 @@ class ReferenceEvalLoader:
         return -(-len(self.samples) // self.batch_size)
 
     def close(self) -> None:
-        self.source.close()
+        if self._owns_source:
+            self.source.close()
 
     def __enter__(self):
         return self

@@ -21,13 +21,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vireid.choices import SamplerOrder
 from vireid.errors import VireidError
 from vireid.records import TrainView
 
 SAMPLER_STREAM = 0  # SeedSequence keys: sampler, augmentation and identity order draw apart
 AUGMENT_STREAM = 1
 ORDER_STREAM = 2
-ORDERS = ("epoch", "original")
+ORDERS = SamplerOrder.values()
 
 
 def step_rng(seed: int, epoch: int, step: int, stream: int) -> np.random.Generator:
@@ -75,7 +76,8 @@ class IdentitySampler:
             raise VireidError(view.name, f"batch of {batch_ids} identities but only "
                               f"{len(pools[0])} classes")
         if order not in ORDERS:
-            raise VireidError("--sampler", f"unknown identity order {order!r} ({ORDERS})")
+            raise VireidError("sampler", f"unknown identity order {order!r} "
+                              f"({', '.join(ORDERS)})")
         short = short_identity(pools, num_pos) if not replace else None
         if short:
             modality, label, count, _ = short
@@ -95,8 +97,9 @@ class IdentitySampler:
     def step(self, epoch: int, step: int, rank: int = 0, world_size: int = 1) -> SampledStep:
         """This rank's share of step ``step`` of ``epoch``."""
         if self.batch_ids % world_size:
-            raise VireidError("--batch-ids", f"{self.batch_ids} identities per step cannot be "
-                              f"split over {world_size} processes")
+            raise VireidError("sampler", f"{self.batch_ids} identities per step cannot be "
+                              f"split over {world_size} processes (P must be a multiple of "
+                              "the number of processes)")
         if not 0 <= step < self.steps_per_epoch:
             raise ValueError(f"step {step} outside 0..{self.steps_per_epoch - 1}")
         rng = step_rng(self.seed, epoch, step, SAMPLER_STREAM)

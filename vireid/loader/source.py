@@ -124,7 +124,10 @@ class ShardBytes:
             os.close(descriptor)
         self._files.clear()
 
-    def __del__(self):
+    def __enter__(self) -> ShardBytes:
+        return self
+
+    def __exit__(self, *exc) -> None:
         self.close()
 
     def __getstate__(self):

@@ -16,6 +16,7 @@ import numpy as np
 from vireid.errors import VireidError
 from vireid.loader.plan import StepPlan, plan_step
 from vireid.loader.sampler import IdentitySampler, short_identity
+from vireid.loader.settings import Sampling
 from vireid.loader.source import ShardBytes
 from vireid.records import TrainView
 from vireid.shards.manifest import Manifest
@@ -23,16 +24,6 @@ from vireid.shards.manifest import Manifest
 
 def default_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-
-
-def select_view(manifest: Manifest, trial: int | None) -> TrainView:
-    """RegDB trains one model per trial (``trial1`` … ``trial10``, default 1); others ``train``."""
-    if manifest.dataset == "regdb":
-        return manifest.view(f"trial{1 if trial is None else trial}")
-    if trial is not None:
-        raise VireidError("--trial", f"{manifest.dataset} has one training set "
-                          "(trials are RegDB's)")
-    return manifest.view("train")
 
 
 def check_enough_images(manifest: Manifest, view: TrainView, num_pos: int) -> None:
@@ -57,23 +48,43 @@ def split_batch(images, per_modality: int):
     return nchw[:per_modality], nchw[per_modality:]
 
 
+def open_source(shards: ShardBytes | Path | str) -> tuple[ShardBytes, bool]:
+    """A shard source and whether the caller opened it (and so must close it)."""
+    if isinstance(shards, ShardBytes):
+        return shards, False
+    return ShardBytes(shards), True
+
+
 class TrainLoaderBase:
-    def __init__(self, shards_dir: Path, *, batch_ids: int = 8, num_pos: int = 4, seed: int = 0,
-                 trial: int | None = None, augment: bool = True, rank: int = 0,
-                 world_size: int = 1, replace: bool = True, order: str = "epoch"):
-        self.source = ShardBytes(shards_dir)
+    """``shards``: a shard folder, or a ``ShardBytes`` already open (not closed here)."""
+
+    def __init__(self, shards: ShardBytes | Path | str, sampling: Sampling | None = None, *,
+                 augment: bool = True, rank: int = 0, world_size: int = 1):
+        sampling = sampling or Sampling()
+        self.source, self._owns_source = open_source(shards)
         manifest = self.source.manifest
-        self.view = select_view(manifest, trial)
-        if not replace:
-            check_enough_images(manifest, self.view, num_pos)
-        self.sampler = IdentitySampler.from_view(self.view, batch_ids=batch_ids,
-                                                 num_pos=num_pos, seed=seed, replace=replace,
-                                                 order=order)
+        self.view = manifest.training_view(sampling.trial)
+        if not sampling.replace:
+            check_enough_images(manifest, self.view, sampling.num_pos)
+        self.sampler = IdentitySampler.from_view(
+            self.view, batch_ids=sampling.batch_ids, num_pos=sampling.num_pos,
+            seed=sampling.seed, replace=sampling.replace, order=sampling.order)
         self.augment, self.rank, self.world_size = augment, rank, world_size
         self.height, self.width = manifest.height, manifest.width
-        self.per_rank = batch_ids * num_pos // world_size
+        self.per_rank = sampling.batch_ids * sampling.num_pos // world_size
         self.sampler.step(0, 0, rank, world_size)  # fail now on an impossible split
         self.epoch = self.step = 0
+
+    def close(self) -> None:
+        """Release the pipeline (subclasses) and the shard files this loader opened."""
+        if self._owns_source:
+            self.source.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     @property
     def num_classes(self) -> int:

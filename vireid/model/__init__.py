@@ -1,4 +1,5 @@
-"""Models: ``build_model(num_classes, arch, method, pretrained)``; ``list_models()``.
+"""Models: ``build_model(num_classes, arch, non_local, pooling, pretrained)``;
+``list_models()``. Which head a method uses is the method's business (``vireid.train.methods``).
 
 ``pretrained``: "none", "torchvision" (ImageNet weights from the torch hub cache, downloaded
 where online) or the PATH of a torchvision-format ResNet state dict (a missing file is an
@@ -15,11 +16,10 @@ import torch
 import torchvision
 
 from vireid.errors import VireidError
-from vireid.model.agw import AGW
+from vireid.model.agw import AGW, POOLING
 from vireid.model.backbone import ARCHS, TwoStreamResNet
 
 log = logging.getLogger(__name__)
-METHODS = ("agw", "base")
 WEIGHTS = {"resnet50": "ResNet50_Weights", "resnet18": "ResNet18_Weights"}
 
 
@@ -27,19 +27,20 @@ def list_models() -> list[str]:
     return sorted(ARCHS)
 
 
-def build_model(num_classes: int, arch: str = "resnet50", method: str = "agw",
-                pretrained: str = "torchvision") -> AGW:
+def build_model(num_classes: int, arch: str = "resnet50", *, non_local: bool = True,
+                pooling: str = "gem", pretrained: str = "torchvision") -> AGW:
+    """The two-stream network: AGW's head by default (non-local blocks, GeM)."""
     if arch not in ARCHS:
-        raise VireidError("--arch", f"unknown architecture {arch!r} ({', '.join(ARCHS)})")
-    if method not in METHODS:
-        raise VireidError("--method", f"unknown method {method!r} ({', '.join(METHODS)})")
-    spec = ARCHS[arch]
+        raise VireidError("arch", f"unknown architecture {arch!r} ({', '.join(ARCHS)})")
+    if pooling not in POOLING:
+        raise VireidError("pooling", f"unknown pooling {pooling!r} ({', '.join(POOLING)})")
+    spec = ARCHS[str(arch)]
     resnet = getattr(torchvision.models, spec.builder)(weights=None)
     state = imagenet_state(arch, pretrained)
     if state is not None:
         _load_resnet(resnet, state, pretrained)
-    backbone = TwoStreamResNet(resnet, spec, non_local=method == "agw")
-    return AGW(backbone, spec.features, num_classes, method)
+    backbone = TwoStreamResNet(resnet, spec, non_local=non_local)
+    return AGW(backbone, spec.features, num_classes, pooling)
 
 
 def imagenet_state(arch: str, pretrained: str) -> dict | None:
@@ -47,7 +48,7 @@ def imagenet_state(arch: str, pretrained: str) -> dict | None:
     if pretrained == "none":
         return None
     if pretrained == "torchvision":
-        weights = getattr(torchvision.models, WEIGHTS[arch]).IMAGENET1K_V1
+        weights = getattr(torchvision.models, WEIGHTS[str(arch)]).IMAGENET1K_V1
         try:
             return weights.get_state_dict(progress=False)
         except Exception as error:  # noqa: BLE001 - offline: URLError, OSError, ...

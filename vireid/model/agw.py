@@ -14,6 +14,7 @@ from torch import nn
 from vireid.model.backbone import TwoStreamResNet
 from vireid.model.layers import AvgPool, GeM
 
+POOLING = {"gem": GeM, "avg": AvgPool}  # GeM p = 3 (AGW); average pooling (base)
 HEAD_LR_FACTOR = 1.0
 BACKBONE_LR_FACTOR = 0.1
 
@@ -37,12 +38,11 @@ class BNNeckHead(nn.Module):
 
 class AGW(nn.Module):
     def __init__(self, backbone: TwoStreamResNet, features: int, num_classes: int,
-                 method: str = "agw"):
+                 pooling: str = "gem"):
         super().__init__()
         self.backbone = backbone
-        self.pool = GeM() if method == "agw" else AvgPool()
+        self.pool = POOLING[pooling]()
         self.head = BNNeckHead(features, num_classes)
-        self.method = method
 
     def forward_features(self, visible=None, infrared=None) -> torch.Tensor:
         """Pooled float32 features, visible images first."""

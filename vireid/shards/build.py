@@ -9,6 +9,7 @@ replaced with ``overwrite=True`` when it is a shard folder or empty (``vireid.sh
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Callable
@@ -41,9 +42,12 @@ from vireid.shards.manifest import (
 from vireid.shards.manifest_checks import BadEntry, check_manifest
 from vireid.shards.pool import encoder
 from vireid.shards.staging import staged_output
-from vireid.shards.tario import TarWriter, sha256_file, write_index
+from vireid.shards.tario import BLOCK, TarWriter, sha256_file, write_index
 
 Progress = Callable[[int], None]
+# Most tar bytes a sample adds besides its data: two members (image, JSON), each a one-block
+# header plus under one block of padding. Counted so a shard stays under --shard-mb.
+SAMPLE_TAR_OVERHEAD = 2 * 2 * BLOCK  # 2048 bytes
 
 
 @dataclass(frozen=True)
@@ -93,8 +97,8 @@ def _self_check(manifest: Manifest, root: Path) -> None:
 
 def _write_folder(dataset: RawDataset, folder: Path, options: BuildOptions,
                   progress: Progress) -> Manifest:
-    writer = _ShardSet(folder, options)
-    kept, samples, skipped = _store_images(dataset, writer, options, progress)
+    with _ShardSet(folder, options) as writer:  # every tar closed here, even on an error
+        kept, samples, skipped = _store_images(dataset, writer, options, progress)
     if not samples:
         raise VireidError(dataset.root, "no readable images")
     check_training_ids(dataset, kept)
@@ -106,6 +110,7 @@ def _write_folder(dataset: RawDataset, folder: Path, options: BuildOptions,
         train_views=views, protocols=protocols, default_protocol=dataset.default_protocol,
         skipped=tuple(skipped),
         created_by={"vireid": __version__, "pillow": PIL.__version__},
+        trial_views=dataset.trial_views,
     )
 
 
@@ -161,7 +166,7 @@ class _ShardSet:
                            "modality": record.modality.value, "path": record.path,
                            "width": encoded.source_size[0], "height": encoded.source_size[1]},
                           sort_keys=True, separators=(",", ":")).encode()
-        size = len(encoded.data) + len(meta) + 2048
+        size = len(encoded.data) + len(meta) + SAMPLE_TAR_OVERHEAD
         current = self.shards[-1] if self.shards else None
         if (current is None or current["modality"] != record.modality
                 or current["count"] >= self.max_samples
@@ -175,17 +180,31 @@ class _ShardSet:
         return len(self.shards) - 1
 
     def _open(self, record: Record) -> None:
-        if self.writer:
-            self.writer.close()
+        self.close()
         number = sum(s["modality"] == record.modality for s in self.shards)
         name = f"{record.modality.short}-{number:05d}.tar"
         self.writer = TarWriter(self.folder / name)
         self.shards.append({"file": name, "modality": record.modality, "first": self.total,
                             "count": 0, "bytes": 0})
 
-    def finish(self) -> tuple[ShardInfo, ...]:
+    def close(self) -> None:
+        """Close the tar being written, if any."""
         if self.writer:
             self.writer.close()
+            self.writer = None
+
+    def __enter__(self) -> _ShardSet:
+        return self
+
+    def __exit__(self, kind, error, trace) -> None:
+        if kind is None:
+            self.close()
+            return
+        with contextlib.suppress(OSError):  # keep the first error (a full disk fails twice)
+            self.close()
+
+    def finish(self) -> tuple[ShardInfo, ...]:
+        self.close()
         infos = []
         for shard in self.shards:
             tar = self.folder / shard["file"]

@@ -12,10 +12,7 @@ from enum import Enum
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-# Stored image side, in pixels. Below 16 the backbone (total stride 16) has no feature map left;
-# above 2048 one decoded image takes over 12 MB and a build of a real dataset runs out of memory.
-MIN_SIDE = 16
-MAX_SIDE = 2048
+from vireid.constants import MAX_SIDE, MIN_SIDE
 
 
 class Encoding(str, Enum):

@@ -79,6 +79,29 @@ class Manifest:
     default_protocol: str
     skipped: tuple[Skipped, ...]
     created_by: dict
+    # protocol trial → training view, for datasets trained per trial (RegDB); empty: one view
+    trial_views: tuple[tuple[int, str], ...] = ()
+
+    def training_view(self, trial: int | None) -> TrainView:
+        """The view a model trains on. Datasets trained per trial have one per protocol
+        trial (default: the first); the others have one view, ``train``, and no trials to
+        choose from."""
+        if not self.trial_views:
+            if trial is not None:
+                raise VireidError(self.dataset, f"has one training set; trial {trial} names a "
+                                  "per-trial training set (RegDB's)")
+            return self.view("train")
+        views = dict(self.trial_views)
+        chosen = self.trial_views[0][0] if trial is None else trial
+        if chosen not in views:
+            raise VireidError(self.dataset, f"no training set for trial {chosen} (trials "
+                              f"{', '.join(str(t) for t in views)})")
+        return self.view(views[chosen])
+
+    def trained_trial(self, view_name: str) -> int | None:
+        """The protocol trial a model trained on ``view_name`` is scored on (None: every
+        trial, for datasets with one training set)."""
+        return next((t for t, name in self.trial_views if name == view_name), None)
 
     def protocol(self, name: str) -> Protocol:
         for protocol in self.protocols:
@@ -118,6 +141,7 @@ class Manifest:
             "train_views": {v.name: _view_json(v) for v in self.train_views},
             "protocols": {p.name: _protocol_json(p) for p in self.protocols},
             "default_protocol": self.default_protocol,
+            "trial_views": {str(t): name for t, name in self.trial_views},
             "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
         }
         return json.dumps(document, sort_keys=True, separators=(",", ":")) + "\n"
@@ -188,7 +212,19 @@ def _from_document(doc: dict) -> Manifest:
         default_protocol=doc["default_protocol"],
         skipped=tuple(Skipped(**s) for s in doc["skipped"]),
         created_by=doc["created_by"],
+        trial_views=_trial_views(doc),
     )
+
+
+def _trial_views(doc: dict) -> tuple[tuple[int, str], ...]:
+    """``trial_views`` as written; manifests written before the field named RegDB's per-trial
+    views ``trial<N>``, so those are read as such."""
+    if "trial_views" in doc:
+        return tuple(sorted((int(t), name) for t, name in doc["trial_views"].items()))
+    if doc["dataset"] == "regdb":
+        return tuple(sorted((int(name[5:]), name) for name in doc["train_views"]
+                            if name.startswith("trial") and name[5:].isdigit()))
+    return ()
 
 
 def _plain(value):

@@ -47,6 +47,10 @@ def check_manifest(manifest: Manifest) -> None:
     names = [p.name for p in manifest.protocols]
     if names and manifest.default_protocol not in names:
         raise BadEntry(f"default_protocol {manifest.default_protocol!r} is not one of {names}")
+    views = {view.name for view in manifest.train_views}
+    for trial, view in manifest.trial_views:
+        if view not in views:
+            raise BadEntry(f"trial_views.{trial} {view!r} is not a training view")
 
 
 def _check_shard(shard: ShardInfo, entry: str, samples: int) -> None:

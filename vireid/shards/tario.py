@@ -1,13 +1,14 @@
 """Deterministic tar writing and DALI index files (format v1.2, as ``wds2idx`` writes them).
 
-Members are plain USTAR entries with a fixed mtime, owner 0 and mode 0444, so building the same
+Members are plain USTAR headers with a fixed mtime, owner 0 and mode 0444, so building the same
 records twice gives byte-identical shards, and every data offset is header + 512 bytes.
+Writing goes through ``webdataset.TarWriter``; reading the members back (their offsets for the
+index) and the index itself are done here with ``tarfile``, as webdataset has no API for them.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,8 @@ from pathlib import Path
 from vireid.constants import DALI_INDEX_VERSION, TAR_MTIME
 from vireid.errors import VireidError
 
-BLOCK = 512
+BLOCK = 512  # a tar header is one block; member data is padded to a whole number of blocks
+MEMBER_MODE = 0o444
 
 
 def split_member(name: str) -> tuple[str, str]:
@@ -25,23 +27,33 @@ def split_member(name: str) -> tuple[str, str]:
 
 
 class TarWriter:
-    """Appends members to one tar file with fixed metadata."""
+    """Appends members to one tar file through ``webdataset.TarWriter``, with fixed metadata.
+
+    webdataset's writer ignores its ``format`` argument and writes PAX archives; given an
+    integer mtime and empty owner names no member needs an extended header, so its output is
+    the plain USTAR bytes (with its default float mtime every member would get a 1 KB extended
+    header, and the time of the build). One member per ``add`` keeps our member order: a whole
+    sample in one ``write`` is written in sorted extension order. The file is opened here:
+    webdataset's own opener runs a path that starts with ``pipe:`` as a shell command.
+    """
 
     def __init__(self, path: Path):
+        import webdataset  # lazily: it imports torch (~1 s), which only a build needs to pay
+
         self.path = path
-        self._tar = tarfile.open(path, "w", format=tarfile.USTAR_FORMAT)
+        self._file = open(path, "wb")  # closed by close()
+        self._tar = webdataset.TarWriter(self._file, user="", group="", mode=MEMBER_MODE,
+                                         encoder=False, mtime=TAR_MTIME)
 
     def add(self, name: str, data: bytes) -> None:
-        info = tarfile.TarInfo(name)
-        info.size = len(data)
-        info.mtime = TAR_MTIME
-        info.mode = 0o444
-        info.uid = info.gid = 0
-        info.uname = info.gname = ""
-        self._tar.addfile(info, io.BytesIO(data))
+        key, extension = split_member(name)
+        self._tar.write({"__key__": key, extension: data})
 
     def close(self) -> None:
-        self._tar.close()
+        try:
+            self._tar.close()
+        finally:
+            self._file.close()
 
 
 @dataclass(frozen=True)

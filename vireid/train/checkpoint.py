@@ -107,3 +107,14 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise VireidError(path, f"not a {CHECKPOINT_FORMAT} checkpoint")
     return payload
+
+
+def load_weights(model, state: dict, where) -> None:
+    """Load a checkpoint's weights, or say in one line why they do not fit this model."""
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, KeyError) as error:
+        first = str(error).strip().splitlines()[0][:160]
+        raise VireidError(where, f"weights do not fit a {state.get('arch')} "
+                          f"{state.get('method')} model with {state.get('num_classes')} "
+                          f"classes ({first})") from None

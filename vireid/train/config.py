@@ -1,59 +1,159 @@
-"""The resolved training configuration: built at the CLI edge, passed down as plain values."""
+"""A training run's configuration: small frozen groups that hold the defaults.
+
+The CLI reads its defaults from these classes and builds one ``TrainConfig``; the library
+receives plain values and choices (``vireid.choices``), never argv. ``to_dict()`` gives the
+flat form written to ``RUN/config.json`` and stored in checkpoints; ``from_flat()`` reads it
+back (names as the command-line options, e.g. ``eval_every`` for ``evaluation.every``).
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from enum import Enum
+
+from vireid.choices import Amp, Arch, CpuAugment, Device, LoaderKind, Method
+from vireid.errors import VireidError
+from vireid.loader.settings import EVAL_BATCH_SIZE, Backend, Sampling
+
+
+@dataclass(frozen=True)
+class Optimisation:
+    """SGD and the schedule (the original's values)."""
+
+    epochs: int | None = None  # None: the method's default (AGW: 81)
+    lr: float = 0.1  # BNNeck and classifier; the rest of the network uses 0.1 × lr
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_epochs: int = 10
+    milestones: tuple[int, int] = (20, 50)  # the learning rate drops 10× at each
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    method: Method = Method.AGW
+    arch: Arch = Arch.RESNET50
+    pretrained: str = "torchvision"  # "torchvision", "none" or the PATH of a state dict
+
+
+@dataclass(frozen=True)
+class LoaderSettings:
+    """Which loader, and how the DALI loader works (its device comes from the run)."""
+
+    kind: LoaderKind = LoaderKind.DALI
+    cpu_augment: CpuAugment = Backend.cpu_augment
+    num_threads: int | None = Backend.num_threads
+    prefetch: int = Backend.prefetch
+
+    def backend(self, device: str, device_id: int, num_threads: int | None) -> Backend:
+        return Backend(device, device_id, num_threads, self.prefetch, self.cpu_augment)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    every: int = 2  # evaluate every N epochs and after the last
+    protocol: str | None = None  # None: the dataset's default protocol
+    batch_size: int = EVAL_BATCH_SIZE
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Where the run reads and writes, and how it computes."""
+
+    shards: str
+    out: str
+    device: Device = Device.AUTO
+    amp: Amp = Amp.AUTO
+    channels_last: bool = True
+    compile: bool = False
+    deterministic: bool = False  # deterministic CUDA kernels, no cuDNN autotuning
+    sync_bn: bool = False
+    log_every: int = 10
+    max_steps: int | None = None  # cut every epoch short (smoke runs and tests)
+    resume: bool = False
+    verify: bool = True  # the shards' sha256 against the manifest before training
+
+
+# flat names (config.json, command-line options) that differ from the group's field name
+RENAMED = {"sampler": ("sampling", "order"), "eval_every": ("evaluation", "every"),
+           "eval_protocol": ("evaluation", "protocol"),
+           "eval_batch_size": ("evaluation", "batch_size"), "loader": ("loader", "kind")}
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    shards: str
-    out: str
-    trial: int | None = None
-    epochs: int = 81
-    batch_ids: int = 8
-    num_pos: int = 4
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    warmup_epochs: int = 10
-    milestones: tuple[int, int] = (20, 50)
-    method: str = "agw"
-    arch: str = "resnet50"
-    pretrained: str = "torchvision"
-    amp: str = "auto"
-    channels_last: bool = True
-    sync_bn: bool = False
-    compile: bool = False
-    deterministic: bool = False  # deterministic CUDA kernels, no cuDNN autotuning
-    seed: int = 0
-    replace: bool = True
-    sampler: str = "epoch"
-    eval_every: int = 2
-    eval_protocol: str | None = None
-    eval_batch_size: int = 64
-    loader: str = "dali"
-    device: str = "auto"
-    cpu_augment: str = "fused"
-    num_threads: int | None = None
-    log_every: int = 10
-    max_steps: int | None = None  # cut every epoch short (smoke runs and tests)
-    resume: bool = False
-    verify: bool = True  # shards' sha256 against the manifest before training
+    run: RunSettings
+    sampling: Sampling = field(default_factory=Sampling)
+    optimisation: Optimisation = field(default_factory=Optimisation)
+    model: ModelSettings = field(default_factory=ModelSettings)
+    loader: LoaderSettings = field(default_factory=LoaderSettings)
+    evaluation: Evaluation = field(default_factory=Evaluation)
+
+    @property
+    def epochs(self) -> int:
+        """The schedule's length: ``optimisation.epochs``, else the method's default."""
+        if self.optimisation.epochs is not None:
+            return self.optimisation.epochs
+        from vireid.train.methods import get_method
+
+        return get_method(self.model.method).epochs
 
     def to_dict(self) -> dict:
-        """Plain values only (choices as their words): JSON and ``weights_only`` loads."""
-        values = {k: v.value if isinstance(v, Enum) else v
-                  for k, v in dataclasses.asdict(self).items()}
-        values["milestones"] = list(self.milestones)
+        """The flat form, plain values only (choices as their words): JSON and
+        ``weights_only`` loads read it."""
+        values = {}
+        for group in _groups():
+            for name, value in dataclasses.asdict(getattr(self, group)).items():
+                values[_flat_name(group, name)] = value.value if isinstance(value, Enum) \
+                    else value
+        values["milestones"] = list(self.optimisation.milestones)
+        values["epochs"] = self.epochs
         return values
+
+    @classmethod
+    def from_flat(cls, **values) -> TrainConfig:
+        """Build from flat names; an unknown name is an error, missing ones keep defaults."""
+        grouped: dict[str, dict] = {group: {} for group in _groups()}
+        known = {_flat_name(g, f.name): (g, f.name) for g in _groups()
+                 for f in fields(_group_class(g))}
+        for name, value in values.items():
+            if name not in known:
+                raise VireidError("configuration", f"unknown setting {name!r}")
+            group, attribute = known[name]
+            grouped[group][attribute] = _typed(group, attribute, name, value)
+        return cls(**{g: _group_class(g)(**v) for g, v in grouped.items() if v or g != "run"})
 
     def compatible_keys(self) -> tuple[str, ...]:
         """Settings a resumed run must share with the run that wrote the checkpoint (the data
         itself is compared by its identity: dataset, manifest hash, view)."""
-        return ("batch_ids", "num_pos", "method", "arch", "seed", "replace",
-                "sampler", "lr", "momentum", "weight_decay", "warmup_epochs", "milestones",
-                "max_steps")
+        return ("batch_ids", "num_pos", "method", "arch", "seed", "replace", "sampler", "lr",
+                "momentum", "weight_decay", "warmup_epochs", "milestones", "max_steps")
 
+
+GROUPS = {"run": RunSettings, "sampling": Sampling, "optimisation": Optimisation,
+          "model": ModelSettings, "loader": LoaderSettings, "evaluation": Evaluation}
+
+
+def _groups() -> tuple[str, ...]:
+    return tuple(GROUPS)
+
+
+def _group_class(group: str):
+    return GROUPS[group]
+
+
+def _typed(group: str, attribute: str, name: str, value):
+    """``value`` as the field holds it: a choice as its Enum, milestones as a tuple."""
+    default = next(f.default for f in fields(GROUPS[group]) if f.name == attribute)
+    if isinstance(default, Enum) and value is not None:
+        try:
+            return type(default)(value)
+        except ValueError:
+            choices = ", ".join(member.value for member in type(default))
+            raise VireidError("configuration", f"{name}: {value!r} is not one of "
+                              f"{choices}") from None
+    return tuple(value) if attribute == "milestones" else value
+
+
+def _flat_name(group: str, name: str) -> str:
+    return next((flat for flat, target in RENAMED.items() if target == (group, name)), name)

@@ -11,9 +11,9 @@ import time
 from collections.abc import Callable
 
 import torch
+import torch.distributed as dist
 
 from vireid.errors import VireidError
-from vireid.train.distributed import average
 from vireid.train.losses import agw_losses
 
 
@@ -70,14 +70,28 @@ def train_one_epoch(model, loader, optimizer, scaler, *, device: torch.device, a
 
 
 def _summary(sums: torch.Tensor, steps: int, images: int, start: float, optimizer) -> dict:
-    """Means over the steps so far, averaged over ranks (every rank sees the same values)."""
-    total, identity, triplet, correct = (average(sums.clone()) / max(steps, 1)).tolist()
-    images *= torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+    """Means over the steps so far of every rank (every rank sees the same values).
+
+    Sums are added over ranks and divided once: the losses are means over steps and ranks,
+    the accuracy is correct / images of the global batch, as one process holding every rank's
+    images would report. E.g. two ranks with 3 and 1 correct of 4 images each: 4 / 8 = 0.5.
+    """
+    counts = torch.tensor([steps, images], dtype=torch.float64, device=sums.device)
+    totals = _sum_over_ranks(torch.cat([sums.detach().double(), counts]))
+    total, identity, triplet, correct, all_steps, all_images = totals.tolist()
+    all_steps, all_images = max(all_steps, 1), int(all_images)
     seconds = time.perf_counter() - start
-    return {"loss": total, "loss_id": identity, "loss_triplet": triplet,
-            "accuracy": correct * steps / max(images, 1), "images": images,
-            "images_per_s": images / seconds if seconds else 0.0, "seconds": seconds,
-            "lr": max(group["lr"] for group in optimizer.param_groups)}
+    return {"loss": total / all_steps, "loss_id": identity / all_steps,
+            "loss_triplet": triplet / all_steps, "accuracy": correct / max(all_images, 1),
+            "images": all_images, "images_per_s": all_images / seconds if seconds else 0.0,
+            "seconds": seconds, "lr": max(group["lr"] for group in optimizer.param_groups)}
+
+
+def _sum_over_ranks(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum over ranks (in place); a no-op in a single process."""
+    if dist.is_initialized():
+        dist.all_reduce(tensor)
+    return tensor
 
 
 def _check_finite(stats: dict, batch: dict) -> None:

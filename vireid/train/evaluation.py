@@ -1,25 +1,35 @@
-"""Evaluation of a model on a protocol of its shards: extract once, score every trial."""
+"""Evaluation of a model on a protocol of its shards: extract once, score every trial.
+
+What to score is the data's rule (``Manifest.trial_views``): a model trained per trial
+(RegDB) is scored on its own trial; otherwise every trial of the protocol, or one asked for.
+"""
 
 from __future__ import annotations
 
 import logging
 
-from vireid.eval.features import extract_features
-from vireid.eval.protocols import mean_row, run_protocol, test_samples
-from vireid.shards.manifest import load_manifest
+from vireid.eval.features import extract_features, merge_features
+from vireid.eval.protocols import mean_row, run_protocol, samples_to_extract
+from vireid.loader.settings import Backend
 
 FEATURES = ("pool", "fc")
 log = logging.getLogger(__name__)
 
 
-def protocol_trials(manifest, protocol_name: str | None, trial: int | None):
-    """The protocol to score and its trials: RegDB scores the trial it trained on."""
+def scoring_plan(manifest, protocol_name: str | None, view_name: str | None,
+                 trial: int | None = None):
+    """The protocol and the trials to score (None: all). A model trained per trial is scored
+    on the trial of its view ``view_name`` (unknown: the default view's) unless ``trial``
+    names another; otherwise ``trial`` narrows the protocol to one trial."""
     protocol = manifest.protocol(protocol_name or manifest.default_protocol)
-    if manifest.dataset == "regdb":
-        chosen = 1 if trial is None else trial
-        manifest.trial(protocol.name, chosen)
-        return protocol, [chosen]
-    return protocol, None
+    chosen = trial
+    if manifest.trial_views and chosen is None:  # trained per trial: its own trial
+        view = view_name or manifest.training_view(None).name
+        chosen = manifest.trained_trial(view)
+    if chosen is None:
+        return protocol, None
+    manifest.trial(protocol.name, chosen)  # one clear error if the protocol lacks it
+    return protocol, [chosen]
 
 
 def score(manifest, protocol, features, trials, kinds=FEATURES) -> list[dict]:
@@ -32,96 +42,29 @@ def score(manifest, protocol, features, trials, kinds=FEATURES) -> list[dict]:
     return rows
 
 
-def evaluate_model(model, config, device, amp_dtype, env=None, num_threads=None) -> list[dict]:
-    """Rows of metrics.jsonl for the run's protocol (both "pool" and "fc" features).
+class RunEvaluation:
+    """A training run's evaluation, planned once from the open shard source: the protocol,
+    its trials and the test images. Each call extracts this rank's slice, gathers the
+    features on rank 0 and scores them there (other ranks get no rows)."""
 
-    With several ranks each extracts its slice of the test images; rank 0 gathers the
-    features and computes the metrics once (other ranks return no rows).
-    """
-    from vireid.eval.features import merge_features
-    from vireid.train.distributed import DistEnv, gather_to_main
+    def __init__(self, source, config, view_name: str, backend: Backend, env):
+        self.source, self.config, self.backend, self.env = source, config, backend, env
+        manifest = source.manifest
+        self.protocol, self.trials = scoring_plan(manifest, config.evaluation.protocol,
+                                                  view_name)
+        self.wanted = samples_to_extract(manifest, self.protocol, self.trials)
 
-    env = env or DistEnv()
-    manifest = load_manifest(config.shards)
-    protocol, trials = protocol_trials(manifest, config.eval_protocol, config.trial)
-    features = extract_features(
-        model, config.shards, test_samples(manifest, protocol, trials), loader=config.loader,
-        device=device, amp_dtype=amp_dtype, batch_size=config.eval_batch_size,
-        channels_last=config.channels_last, num_threads=num_threads or config.num_threads,
-        shard_id=env.rank, num_shards=env.world_size)
-    gathered = gather_to_main(features, env)
-    if not env.is_main:
-        return []
-    return score(manifest, protocol, merge_features(gathered), trials)
+    def __call__(self, model, device, amp_dtype) -> list[dict]:
+        from vireid.train.distributed import gather_to_main
 
-
-def test_checkpoint(shards, checkpoint, *, protocol_name=None, trial=None, kinds=FEATURES,
-                    loader="dali", device="auto", amp="auto", batch_size=64,
-                    channels_last=True, num_threads=None, verify=True) -> list[dict]:
-    """``vireid-test``: every trial of a protocol for a saved model, features extracted once.
-
-    The shards' sha256 are checked first (``verify``). Test images are resized to the size the
-    model was trained at when the shards hold another size (as the original's test transform
-    does), with a warning: scores at a size the model never saw would be silently worse.
-    """
-    import torch
-
-    from vireid.shards.checksums import check_checksums
-    from vireid.train.checkpoint import load_checkpoint
-    from vireid.train.device import resolve_amp, resolve_device
-
-    state = load_checkpoint(checkpoint)
-    manifest = load_manifest(shards)
-    if verify:
-        check_checksums(shards, manifest)
-    device = torch.device(resolve_device(device))
-    model = _model(state, checkpoint, device, channels_last)
-    if trial is None and manifest.dataset == "regdb":
-        trial = state["config"].get("trial")
-    protocol, trials = protocol_trials(manifest, protocol_name, trial)
-    if trial is not None and manifest.dataset != "regdb":
-        manifest.trial(protocol.name, trial)
-        trials = [trial]
-    features = extract_features(
-        model, shards, test_samples(manifest, protocol, trials), loader=loader, device=device,
-        amp_dtype=resolve_amp(amp, device.type), batch_size=batch_size,
-        channels_last=channels_last, num_threads=num_threads,
-        size=_test_size(state, manifest, shards))
-    return score(manifest, protocol, features, trials, kinds)
-
-
-def _model(state: dict, checkpoint, device, channels_last: bool):
-    import torch
-
-    from vireid.model import build_model
-
-    model = build_model(state["num_classes"], arch=state["arch"], method=state["method"],
-                        pretrained="none")
-    load_weights(model, state, checkpoint)
-    model = model.to(device)
-    return model.to(memory_format=torch.channels_last) if channels_last else model
-
-
-def _test_size(state: dict, manifest, shards) -> tuple[int, int] | None:
-    """The training image size when the shards hold another one (None: use them as stored)."""
-    trained = tuple(state.get("data", {}).get("image_size") or ())
-    stored = (manifest.height, manifest.width)
-    if not trained or trained == stored:
-        return None
-    log.warning("%s: the model was trained on %d×%d images, these shards hold %d×%d: "
-                "resizing the test images to %d×%d", shards, trained[1], trained[0],
-                stored[1], stored[0], trained[1], trained[0])
-    return trained
-
-
-def load_weights(model, state: dict, where) -> None:
-    """Load a checkpoint's weights, or say in one line why they do not fit this model."""
-    from vireid.errors import VireidError
-
-    try:
-        model.load_state_dict(state["model"])
-    except (RuntimeError, KeyError) as error:
-        first = str(error).strip().splitlines()[0][:160]
-        raise VireidError(where, f"weights do not fit a {state.get('arch')} "
-                          f"{state.get('method')} model with {state.get('num_classes')} "
-                          f"classes ({first})") from None
+        config, env = self.config, self.env
+        features = extract_features(
+            model, self.source, self.wanted, loader=config.loader.kind, device=device,
+            amp_dtype=amp_dtype, batch_size=config.evaluation.batch_size,
+            channels_last=config.run.channels_last, backend=self.backend,
+            shard_id=env.rank, num_shards=env.world_size)
+        gathered = gather_to_main(features, env)
+        if not env.is_main:
+            return []
+        return score(self.source.manifest, self.protocol, merge_features(gathered),
+                     self.trials)

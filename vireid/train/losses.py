@@ -57,12 +57,9 @@ def hard_triplet(features: torch.Tensor, labels: torch.Tensor,
         return F.relu(hardest_positive - hardest_negative + margin).mean()
 
 
-TRIPLET_LOSSES = {"agw": weighted_regularized_triplet, "base": hard_triplet}
-
-
 def agw_losses(pooled: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor,
                method: str = "agw") -> dict[str, torch.Tensor]:
-    """Named loss tensors; ``total`` = identity + triplet, each with weight 1 (no smoothing)."""
-    identity = F.cross_entropy(logits.float(), labels)
-    triplet = TRIPLET_LOSSES[method](pooled, labels)
-    return {"total": identity + triplet, "id": identity, "triplet": triplet}
+    """Named loss tensors of ``method`` (see ``vireid.train.methods``)."""
+    from vireid.train.methods import get_method
+
+    return get_method(method).losses(pooled, logits, labels)

@@ -16,11 +16,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from vireid.errors import VireidError
-from vireid.loader.train_base import select_view
 from vireid.shards.checksums import check_checksums
 from vireid.shards.manifest import load_manifest
 from vireid.shards.tario import sha256_file
-from vireid.train.evaluation import protocol_trials
+from vireid.train.evaluation import scoring_plan
 
 
 @dataclass(frozen=True)
@@ -37,12 +36,13 @@ class DataIdentity:
 def check_data(config, verify: bool) -> DataIdentity:
     """The shards can serve this run (and, with ``verify``, hold the bytes the manifest
     promises); returns the identity of the data."""
-    manifest = load_manifest(config.shards)
-    view = select_view(manifest, config.trial)
-    protocol_trials(manifest, config.eval_protocol, config.trial)
+    shards = config.run.shards
+    manifest = load_manifest(shards)
+    view = manifest.training_view(config.sampling.trial)
+    scoring_plan(manifest, config.evaluation.protocol, view.name)
     if verify:
-        check_checksums(config.shards, manifest)
-    digest = sha256_file(Path(config.shards) / "manifest.json")
+        check_checksums(shards, manifest)
+    digest = sha256_file(Path(shards) / "manifest.json")
     return DataIdentity(manifest.dataset, digest, view.name, (manifest.height, manifest.width))
 
 

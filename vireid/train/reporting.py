@@ -4,6 +4,7 @@ for machines (config.json, versions.json, metrics.jsonl, TensorBoard scalars).""
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import json
 import platform
 import shutil
@@ -11,6 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from vireid.errors import VireidError
+
+DALI_DISTRIBUTIONS = ("nvidia-dali-cuda130", "nvidia-dali-cuda120")
 
 
 @contextlib.contextmanager
@@ -54,13 +57,17 @@ def library_versions() -> dict:
                 "torch": torch.__version__, "torchvision": torchvision.__version__,
                 "numpy": numpy.__version__, "pillow": PIL.__version__,
                 "cuda": torch.version.cuda}
-    try:
-        from nvidia import dali
-
-        versions["nvidia-dali"] = dali.__version__
-    except ImportError:
-        versions["nvidia-dali"] = None
+    versions["nvidia-dali"] = dali_version()
     return versions
+
+
+def dali_version() -> str | None:
+    """The installed DALI wheel's version, read from its metadata: importing DALI is the
+    loader's business (and slow), and a run records it even where it never imports it."""
+    for distribution in DALI_DISTRIBUTIONS:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            return importlib.metadata.version(distribution)
+    return None
 
 
 class RunLog:

@@ -1,0 +1,38 @@
+"""The loaders' settings: what each training step draws, and where batches are made.
+
+Each default is written here once; the trainer's configuration and the CLI read them from
+these classes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vireid.choices import CpuAugment, SamplerOrder
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """What each step draws: P identities × K images per modality from a training view."""
+
+    batch_ids: int = 8  # P (the original's --batch-size)
+    num_pos: int = 4  # K
+    seed: int = 0
+    replace: bool = True  # K images drawn with replacement, as the original
+    order: SamplerOrder = SamplerOrder.EPOCH
+    trial: int | None = None  # the training view of datasets trained per trial (RegDB)
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Where and how batches are decoded and augmented (the DALI loader; the reference
+    loader always works in Python on the CPU and has no such settings)."""
+
+    device: str = "cpu"  # "cpu" or "cuda" (resolved: never "auto" here)
+    device_id: int = 0
+    num_threads: int | None = None  # None: cores + 1 for training, cores for evaluation
+    prefetch: int = 2  # batches DALI prepares ahead
+    cpu_augment: CpuAugment = CpuAugment.FUSED
+
+
+EVAL_BATCH_SIZE = 64  # images per evaluation forward pass (the original's test batch)

@@ -1,0 +1,106 @@
+"""The epoch loop of a run: train an epoch, checkpoint, log, evaluate when due."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from vireid.train.checkpoint import rng_state, save_checkpoint
+from vireid.train.device import PRECISIONS
+from vireid.train.distributed import barrier, broadcast_buffers
+from vireid.train.engine import train_one_epoch
+from vireid.train.preflight import ManifestWatch
+from vireid.train.reporting import RunLog, library_versions
+from vireid.train.run_folder import checkpoint_path
+
+
+@dataclass(frozen=True)
+class RunResult:
+    evaluations: list[dict]  # rows of the last evaluation (empty on ranks other than 0)
+    model: torch.nn.Module  # the trained network, without DDP / compile wrappers
+
+
+@dataclass
+class RunParts:
+    """What a run trains with, built by the runner."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    scaler: torch.amp.GradScaler
+    loader: object
+    evaluate: object  # RunEvaluation
+
+
+def plain(model):
+    """The module behind DDP / torch.compile wrappers (for state dicts)."""
+    model = getattr(model, "module", model)
+    return getattr(model, "_orig_mod", model)
+
+
+class EpochLoop:
+    """Epochs ``start`` … the last, on one rank; rank 0 saves and logs."""
+
+    def __init__(self, config, env, device, mode: str, identity, parts: RunParts, reporter):
+        self.config, self.env, self.device, self.mode = config, env, device, mode
+        self.identity, self.parts, self.reporter = identity, parts, reporter
+        self.out = Path(config.run.out)
+        self.watch = ManifestWatch(config.run.shards)
+        self.log = RunLog(self.out, config, library_versions(), fresh=not config.run.resume) \
+            if env.is_main else None
+
+    def run(self, start: int) -> RunResult:
+        evaluations, epochs = [], self.config.epochs
+        try:
+            for epoch in range(start, epochs):
+                self.watch.check()
+                self._train(epoch)
+                if (epoch + 1) % self.config.evaluation.every == 0 or epoch + 1 == epochs:
+                    self.watch.check()
+                    evaluations = self._evaluate(epoch)
+        finally:
+            if self.log:
+                self.log.close()
+        return RunResult(evaluations, plain(self.parts.model))
+
+    def _train(self, epoch: int) -> None:
+        run, parts = self.config.run, self.parts
+        parts.loader.seek(epoch, 0)  # a no-op unless the previous epoch was cut short
+        self.reporter.epoch_start(epoch, self.config.epochs,
+                                  min(len(parts.loader), run.max_steps or 10**9))
+        stats = train_one_epoch(parts.model, parts.loader, parts.optimizer, parts.scaler,
+                                device=self.device, amp_dtype=PRECISIONS[self.mode],
+                                method=self.config.model.method,
+                                channels_last=run.channels_last, log_every=run.log_every,
+                                max_steps=run.max_steps, on_log=self.reporter.log)
+        parts.scheduler.step()
+        parts.loader.seek(epoch + 1, 0)
+        if self.env.is_main:
+            self._save(epoch)
+            self.log.epoch({"epoch": epoch, **stats})
+        barrier()
+        self.reporter.epoch_end(epoch, stats)
+
+    def _evaluate(self, epoch: int) -> list[dict]:
+        model = plain(self.parts.model)
+        broadcast_buffers(model, self.env)
+        # the plain module: no DDP collective per forward, ranks may run unequal batches
+        rows = self.parts.evaluate(model, self.device, PRECISIONS[self.mode])
+        for row in rows:
+            self.log.evaluation({"epoch": epoch, **row})
+        if rows:
+            self.reporter.evaluation(epoch, rows)
+        return rows
+
+    def _save(self, epoch: int) -> None:
+        config, parts = self.config, self.parts
+        save_checkpoint({
+            "epoch": epoch, "config": config.to_dict(), "model": plain(parts.model).state_dict(),
+            "num_classes": parts.loader.num_classes, "arch": str(config.model.arch),
+            "method": str(config.model.method), "optimizer": parts.optimizer.state_dict(),
+            "scheduler": parts.scheduler.state_dict(), "scaler": parts.scaler.state_dict(),
+            "loader": parts.loader.state_dict(), "precision": self.mode,
+            "rng": rng_state(self.device), "data": self.identity.to_dict(),
+        }, checkpoint_path(self.out))
