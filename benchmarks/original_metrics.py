@@ -1,5 +1,6 @@
 """The original's per-query metric loop (eval_sysu / eval_llcm / eval_regdb), rebuilt for the
-benchmark from SPEC §7: one Python iteration per query, as the original runs it."""
+benchmark from docs/protocols.md (Metrics): one Python iteration per query, as the original
+runs it."""
 
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ import enum
 import inspect
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -107,6 +108,8 @@ def test_train_writes_its_run_folder_and_prints_a_final_table(session):
     assert {row["epoch"] for row in evaluations} == {0, 1}  # --eval-every 1
     for row in epochs:
         assert 0.0 <= row["accuracy"] <= 1.0 and row["loss"] > 0
+    for row in evaluations:
+        assert all(0.0 <= row[metric] <= 1.0 for metric in METRICS)
 
 
 @pytest.mark.dali
@@ -148,7 +151,8 @@ def test_help_lists_every_option_with_its_choices(script, words, cli):
         if param.param_type_name == "argument":
             names = [param.name]
         for name in names:
-            assert name in text, f"{script} {' '.join(words)} --help lacks {name}"
+            shown = re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text)
+            assert shown, f"{script} {' '.join(words)} --help lacks {name}"
         choices = choices_of(hints.get(param.name))
         if choices:
             assert f"<{'|'.join(choices)}>" in text, f"{names[0]}: {choices} not shown"

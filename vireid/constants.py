@@ -1,6 +1,7 @@
 """Every magic number of the project, once."""
 
-# Stored image size (SPEC §2): width 144, height 288. DEEN-style recipes use 384×144.
+# Stored image size (docs/recipe.md, Augmentation): width 144, height 288. DEEN-style recipes
+# use 384×144.
 IMAGE_HEIGHT = 288
 IMAGE_WIDTH = 144
 # Bounds of a stored image side, in pixels (vireid-shard --width/--height, manifest checks).
@@ -9,7 +10,7 @@ IMAGE_WIDTH = 144
 MIN_SIDE = 16
 MAX_SIDE = 2048
 
-# ImageNet statistics on [0, 1] pixels (SPEC §2).
+# ImageNet statistics on [0, 1] pixels (docs/recipe.md, Augmentation).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

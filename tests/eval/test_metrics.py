@@ -1,4 +1,5 @@
-"""Vectorised metrics against a plain transcription of SPEC §7, and hand-computed cases."""
+"""Vectorised metrics against a plain transcription of docs/protocols.md (Metrics), and
+hand-computed cases."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from vireid.eval.metrics import evaluate
 
 
 def spec_metrics(dist, q_pids, g_pids, q_cams, g_cams, protocol, max_rank=20):
-    """SPEC §7 written out literally: one query at a time, Python lists."""
+    """docs/protocols.md, Metrics, written out literally: one query at a time, Python lists."""
     max_rank = min(max_rank, len(g_pids))
     curves, aps, inps, valid = [], [], [], 0
     for q in range(len(q_pids)):

@@ -1,4 +1,5 @@
-"""The fused CPU augmentation kernel against SPEC §4 written out in numpy/torch, bit for bit."""
+"""The fused CPU augmentation kernel against docs/recipe.md, Augmentation, written out in
+numpy/torch, bit for bit."""
 
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ FILLS = ("random", "zeros", "full")
 
 
 def oracle(images: np.ndarray, params: AugmentParams) -> np.ndarray:
-    """SPEC §4 step by step: pad → crop → flip → /255 → (x - mean) / std in float32 → half →
+    """docs/recipe.md, Augmentation, step by step: pad → crop → flip → /255 → (x - mean) / std
+    in float32 → half →
     erase box = 0."""
     count, height, width, _ = images.shape
     result = []

@@ -160,7 +160,8 @@ def _check_padding(output, dy, dx, flip, box):
 
 
 def test_erase_box_distribution_matches_the_spec():
-    """Boxes from ``draw_params`` against a literal transcription of SPEC §4."""
+    """Boxes from ``draw_params`` against a literal transcription of docs/recipe.md,
+    Augmentation (the random-erasing rule)."""
     import math
     import random
 

@@ -70,7 +70,7 @@ def test_a_folder_with_files_of_its_own_is_not_a_run_folder(shards, tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     line = one_line_error(train("--shards", shards, "--out", tmp_path, *FAST))
     assert line == f"error: {tmp_path}: is not a run folder (it holds notes.txt): choose a " \
-                   "new or empty --out"
+                   "new or empty run folder"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 
 
@@ -267,11 +267,11 @@ def test_a_huge_batch_size_is_refused_and_batches_follow_the_data(shards, traine
 def test_a_model_trained_at_another_size_is_tested_at_its_size(shard_dir, trained, caplog):
     import logging
 
-    from vireid.train.checkpoint_eval import TestSettings, evaluate_checkpoint
+    from vireid.train.checkpoint_eval import EvaluationSettings, evaluate_checkpoint
 
     larger = shard_dir("sysu", "jpeg", width=40, height=80)
     with caplog.at_level(logging.WARNING):
-        rows = evaluate_checkpoint(larger, trained, TestSettings(device="cpu", verify=False))
+        rows = evaluate_checkpoint(larger, trained, EvaluationSettings(device="cpu", verify=False))
     assert "trained on 32×64 images, these shards hold 40×80: resizing the test images to " \
            "32×64" in caplog.text
     assert rows

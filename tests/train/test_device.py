@@ -49,8 +49,8 @@ def test_resume_keeps_the_precision_of_the_run(requested, device, saved, expecte
 
 
 def test_resume_refuses_an_explicit_other_precision():
-    with pytest.raises(VireidError, match="--amp: the run was trained with --amp off; resume "
-                                          "with --amp off or --amp auto"):
+    with pytest.raises(VireidError, match=r"^precision: the run was trained in off; resume it "
+                                          r"in off or auto \(this run asks for fp16\)$"):
         resume_precision("fp16", "cuda", "off")
 
 
@@ -103,7 +103,7 @@ def test_a_cpu_run_resumed_with_another_precision_is_refused(tiny_shards, tmp_pa
     run_training(config(tiny_shards, out, epochs=2, max_steps=1, amp="auto"))
     state = load_checkpoint(checkpoint_path(out))
     assert state["precision"] == "off" and state["scaler"] == {}
-    with pytest.raises(VireidError, match="--amp: the run was trained with --amp off"):
+    with pytest.raises(VireidError, match="precision: the run was trained in off"):
         run_training(config(tiny_shards, out, epochs=3, max_steps=1, amp="bf16", resume=True))
 
 

@@ -73,12 +73,12 @@ def test_parameters_stay_equal_across_ranks(straight_run):
 
 
 def test_gathered_evaluation_equals_a_single_process_test(shards, straight_run):
-    from vireid.train.checkpoint_eval import TestSettings, evaluate_checkpoint
+    from vireid.train.checkpoint_eval import EvaluationSettings, evaluate_checkpoint
 
     work, (rank0, rank1) = straight_run
     assert rank1["evaluations"] == [] and rank0["evaluations"]
     single = evaluate_checkpoint(shards, checkpoint_path(work / "run"),
-                                 TestSettings(amp="off", device="cpu"))
+                                 EvaluationSettings(amp="off", device="cpu"))
     assert len(single) == len(rank0["evaluations"])
     for ours, theirs in zip(rank0["evaluations"], single):
         assert ours["trial"] == theirs["trial"] and ours["feature"] == theirs["feature"]

@@ -109,7 +109,7 @@ def test_bad_inputs(tiny_shards, tmp_path):
 
 
 def test_checkpoint_of_another_model_or_class_count(tiny_shards, tmp_path):
-    from vireid.train.checkpoint_eval import TestSettings, evaluate_checkpoint
+    from vireid.train.checkpoint_eval import EvaluationSettings, evaluate_checkpoint
 
     out = tmp_path / "run"
     run_training(config(tiny_shards, out, epochs=1, max_steps=1))
@@ -117,12 +117,12 @@ def test_checkpoint_of_another_model_or_class_count(tiny_shards, tmp_path):
     state["num_classes"] += 3
     torch.save(state, tmp_path / "classes.pt")
     with pytest.raises(VireidError, match="classes.pt: weights do not fit"):
-        evaluate_checkpoint(tiny_shards, tmp_path / "classes.pt", TestSettings(device="cpu"))
+        evaluate_checkpoint(tiny_shards, tmp_path / "classes.pt", EvaluationSettings(device="cpu"))
     state = load_checkpoint(checkpoint_path(out))
     state["arch"] = "resnet50"
     torch.save(state, tmp_path / "arch.pt")
     with pytest.raises(VireidError, match="arch.pt: weights do not fit a resnet50"):
-        evaluate_checkpoint(tiny_shards, tmp_path / "arch.pt", TestSettings(device="cpu"))
+        evaluate_checkpoint(tiny_shards, tmp_path / "arch.pt", EvaluationSettings(device="cpu"))
 
 
 @pytest.mark.slow
@@ -130,7 +130,7 @@ def test_a_short_run_learns_far_above_chance(fake_tree, tmp_path):
     from vireid.datasets import read_dataset
     from vireid.fake import make_fake
     from vireid.shards.build import BuildOptions, build_shards
-    from vireid.train.checkpoint_eval import TestSettings, evaluate_checkpoint
+    from vireid.train.checkpoint_eval import EvaluationSettings, evaluate_checkpoint
 
     tree = make_fake("sysu", tmp_path / "SYSU", ids=32, images_per_camera=3, seed=1)
     shards = tmp_path / "shards"
@@ -142,7 +142,7 @@ def test_a_short_run_learns_far_above_chance(fake_tree, tmp_path):
     test_ids = len((tree.root / "exp/test_id.txt").read_text().split(","))
     assert mean["rank1"] > 4 / test_ids  # chance is 1 / test ids
     tested = evaluate_checkpoint(shards, checkpoint_path(out),
-                                 TestSettings(amp="bf16", device="cpu"))
+                                 EvaluationSettings(amp="bf16", device="cpu"))
     again = next(r for r in tested if r["trial"] == "mean" and r["feature"] == "fc")
     assert again["rank1"] == pytest.approx(mean["rank1"])
     assert len([r for r in tested if r["feature"] == "fc"]) == 11  # 10 trials + mean

@@ -31,6 +31,7 @@ from vireid.fake import MAX_IMAGES_PER_CAMERA, MIN_IDS, make_fake, max_ids
 from vireid.shards.build import BuildOptions, build_shards
 from vireid.shards.encode import Encoding
 from vireid.shards.manifest import load_manifest
+from vireid.shards.safety import OutputExists
 from vireid.shards.summary import protocol_lists, summarize
 from vireid.shards.verify import verify_shards
 
@@ -85,7 +86,11 @@ def build(
         raw = read_dataset(dataset, raw_root)
         start = time.perf_counter()
         with progress_bar(f"{dataset} → shards", len(raw.records)) as advance:
-            manifest = build_shards(raw, out_dir, options, advance)
+            try:
+                manifest = build_shards(raw, out_dir, options, advance)
+            except OutputExists:
+                raise VireidError(out_dir, "already exists (pass --overwrite to replace it)") \
+                    from None
         seconds = time.perf_counter() - start
     size = sum(s.bytes for s in manifest.shards)
     typer.echo(f"wrote {len(manifest.samples)} images in {len(manifest.shards)} shards "

@@ -11,7 +11,7 @@ import typer
 from vireid.choices import Amp, Device, Feature, LoaderKind
 from vireid.cli.common import new_app, user_errors
 from vireid.cli.tables import render_rows
-from vireid.train.checkpoint_eval import TestSettings
+from vireid.train.checkpoint_eval import EvaluationSettings
 
 app = new_app("Evaluate a vireid checkpoint on the original protocols (all trials).")
 
@@ -21,24 +21,24 @@ def test(
     shards: Path = typer.Option(..., help="Shard folder written by `vireid-shard build`."),
     checkpoint: Path = typer.Option(..., help="Checkpoint written by vireid-train "
                                     "(RUN_DIR/checkpoints/last.pt)."),
-    protocol: str = typer.Option(TestSettings.protocol, help="sysu-all, sysu-indoor, "
+    protocol: str = typer.Option(EvaluationSettings.protocol, help="sysu-all, sysu-indoor, "
                                  "regdb-v2t, regdb-t2v, llcm-ir2vis or llcm-vis2ir (default: "
                                  "the dataset's)."),
-    trial: int = typer.Option(TestSettings.trial, min=0, help="Only this trial (RegDB: "
+    trial: int = typer.Option(EvaluationSettings.trial, min=0, help="Only this trial (RegDB: "
                               "default the trial the checkpoint was trained on)."),
     feature: Feature = typer.Option(Feature.BOTH, help="pool (L2-normalised GeM feature), fc "
                                     "(L2-normalised BNNeck feature) or both."),
-    loader: LoaderKind = typer.Option(TestSettings.loader, help="dali or reference (plain "
+    loader: LoaderKind = typer.Option(EvaluationSettings.loader, help="dali or reference (plain "
                                       "PyTorch)."),
-    device: Device = typer.Option(TestSettings.device, help="auto (CUDA when a GPU is "
+    device: Device = typer.Option(EvaluationSettings.device, help="auto (CUDA when a GPU is "
                                   "visible), cpu or cuda."),
-    amp: Amp = typer.Option(TestSettings.amp, help="auto (fp16 on CUDA, off on CPU), bf16, "
+    amp: Amp = typer.Option(EvaluationSettings.amp, help="auto (fp16 on CUDA, off on CPU), bf16, "
                             "fp16 or off."),
-    batch_size: int = typer.Option(TestSettings.batch_size, min=1, max=4096,
+    batch_size: int = typer.Option(EvaluationSettings.batch_size, min=1, max=4096,
                                    help="Images per forward pass (1-4096; never more than "
                                    "the test images)."),
-    verify: bool = typer.Option(TestSettings.verify, help="Check every shard's sha256 against "
-                                "the manifest first; --no-verify skips it."),
+    verify: bool = typer.Option(EvaluationSettings.verify, help="Check every shard's sha256 "
+                                "against the manifest first; --no-verify skips it."),
     json_out: Path = typer.Option(None, "--json", help="Also write every row to this JSON "
                                   "file (its folder is checked before the evaluation)."),
 ) -> None:
@@ -55,7 +55,7 @@ def test(
         if json_out:
             check_json_target(json_out, check_writable_target)
         kinds = FEATURES if feature is Feature.BOTH else (feature.value,)
-        settings = TestSettings(protocol, trial, kinds, loader, device, amp, batch_size,
+        settings = EvaluationSettings(protocol, trial, kinds, loader, device, amp, batch_size,
                                 verify=verify)
         rows = evaluate_checkpoint(shards, checkpoint, settings)
         typer.echo(render_rows(rows))

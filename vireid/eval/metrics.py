@@ -1,4 +1,4 @@
-"""Re-identification metrics of the original AGW code, vectorised (SPEC §7).
+"""Re-identification metrics of the original AGW code, vectorised (docs/protocols.md, Metrics).
 
 For every query the gallery is ranked by ascending distance, then entries are dropped:
 SYSU drops gallery camera 2 for queries from camera 3; LLCM and RegDB drop the query's own

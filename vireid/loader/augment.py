@@ -1,4 +1,4 @@
-"""Training augmentation of SPEC §4 as explicit per-image parameters.
+"""Training augmentation (docs/recipe.md, Augmentation) as explicit per-image parameters.
 
 Both loaders (DALI and the PyTorch reference) apply the SAME parameters, drawn here from the
 step's own generator: zero-pad 10 px → crop H×W at (top, left) of the padded image → optional

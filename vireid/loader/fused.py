@@ -1,4 +1,6 @@
-"""The CPU training augmentation of SPEC §4 as ONE compiled pass over each decoded batch.
+"""The CPU training augmentation as ONE compiled pass over each decoded batch.
+
+The augmentation: docs/recipe.md, Augmentation.
 
 DALI's CPU operators are built for correctness, not speed: on 2 cores its
 ``crop_mirror_normalize`` writing float16 handles ~5,500 images/s on its own (uint8 ~20,000),

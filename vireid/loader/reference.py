@@ -1,8 +1,9 @@
 """The plain PyTorch loaders: PIL decoding and torchvision transforms, no DALI.
 
 The oracle of the tests and the fallback where DALI is not installed (e.g. macOS). Training
-applies SPEC §4 with torchvision's functional ops and the SAME parameters the DALI loader
-uses (``plan.py``), so both give the same pixels from the same shards.
+applies docs/recipe.md, Augmentation, with torchvision's functional ops and the SAME
+parameters the DALI loader uses (``plan.py``), so both give the same pixels from the same
+shards.
 """
 
 from __future__ import annotations

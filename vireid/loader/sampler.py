@@ -1,4 +1,6 @@
-"""The identity sampler of SPEC §3 as a pure function of (seed, epoch, step, rank, world size).
+"""The P×K identity sampler as a pure function of (seed, epoch, step, rank, world size).
+
+The recipe: docs/recipe.md, Identity sampler.
 
 One step draws P identities without replacement and, for each, K visible and K infrared
 images (with replacement, as the original does), so block i of K images in both modalities

@@ -53,7 +53,7 @@ def imagenet_state(arch: str, pretrained: str) -> dict | None:
             return weights.get_state_dict(progress=False)
         except Exception as error:  # noqa: BLE001 - offline: URLError, OSError, ...
             log.warning("ImageNet weights for %s are not available (%s: %s); training from "
-                        "random initialisation. Pass --pretrained PATH to use a local file.",
+                        "random initialisation. Give the path of a local weights file instead.",
                         arch, type(error).__name__, str(error)[:120])
             return None
     path = Path(pretrained)

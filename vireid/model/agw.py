@@ -1,4 +1,4 @@
-"""AGW: two-stream ResNet + (non-local, GeM) + BNNeck head (SPEC §5).
+"""AGW: two-stream ResNet + (non-local, GeM) + BNNeck head (docs/recipe.md, Model).
 
 Training forward → (pooled feature, logits of the BN feature); evaluation forward →
 (L2-normalised pooled feature "pool", L2-normalised BN feature "fc"), both reported by the

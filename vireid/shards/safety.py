@@ -18,6 +18,10 @@ from vireid.constants import MANIFEST_NAME, MANIFEST_SCHEMA
 from vireid.errors import VireidError
 
 
+class OutputExists(VireidError):
+    """OUT_DIR exists and overwriting was not allowed (the CLI names its option)."""
+
+
 def check_output(out_dir: Path, raw_root: Path, overwrite: bool) -> None:
     """Refuse an OUT_DIR that overlaps the raw tree, exists (without ``overwrite``), may not be
     replaced, or cannot be created (a file on its way)."""
@@ -34,7 +38,7 @@ def check_output(out_dir: Path, raw_root: Path, overwrite: bool) -> None:
         raise VireidError(out_dir, "is the file-system root: not a shard folder")
     if os.path.lexists(out):
         if not overwrite:
-            raise VireidError(out_dir, "already exists (pass --overwrite to replace it)")
+            raise OutputExists(out_dir, "already exists (allow overwriting to replace it)")
         check_replaceable(out_dir)
     check_creatable(out.parent)
 
@@ -48,7 +52,7 @@ def check_replaceable(out_dir: Path) -> None:
         return
     if not is_shard_folder(out_dir):
         raise VireidError(out_dir, f"is not a vireid shard folder (no vireid {MANIFEST_NAME}): "
-                          "--overwrite only replaces shard folders and empty folders")
+                          "overwriting only replaces shard folders and empty folders")
     for entry in entries:
         if entry.is_dir() and not entry.is_symlink():
             raise VireidError(entry, "a shard folder holds no sub-folders: refusing to replace "

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class TestSettings:
+class EvaluationSettings:
     """How ``vireid-test`` evaluates (its defaults are the command's)."""
 
     protocol: str | None = None  # None: the dataset's default
@@ -37,14 +37,15 @@ class TestSettings:
     verify: bool = True  # the shards' sha256 first
 
 
-def evaluate_checkpoint(shards, checkpoint, settings: TestSettings | None = None) -> list[dict]:
+def evaluate_checkpoint(shards, checkpoint,
+                        settings: EvaluationSettings | None = None) -> list[dict]:
     """Rows per trial and their mean for each feature kind.
 
     The shards' sha256 are checked first (``verify``). Test images are resized to the size the
     model was trained at when the shards hold another size (as the original's test transform
     does), with a warning: scores at a size the model never saw would be silently worse.
     """
-    settings = settings or TestSettings()
+    settings = settings or EvaluationSettings()
     state = load_checkpoint(checkpoint)
     with ShardBytes(shards) as source:
         manifest = source.manifest

@@ -12,7 +12,6 @@ import torch
 
 from vireid.errors import VireidError
 
-AMP_MODES = ("auto", "bf16", "fp16", "off")
 PRECISIONS = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}
 
 
@@ -40,8 +39,8 @@ def resume_precision(requested: str, device: str, saved: str) -> str:
     must name that precision, since changing it mid-run changes the optimisation."""
     if requested == "auto" or precision(requested, device) == saved:
         return saved
-    raise VireidError("--amp", f"the run was trained with --amp {saved}; resume with --amp "
-                      f"{saved} or --amp auto (this run asks for {requested})")
+    raise VireidError("precision", f"the run was trained in {saved}; resume it in {saved} "
+                      f"or auto (this run asks for {requested})")
 
 
 def cuda_index(local_rank: int, visible: int) -> int:
@@ -50,7 +49,7 @@ def cuda_index(local_rank: int, visible: int) -> int:
     ``CUDA_VISIBLE_DEVICES`` per rank); in general the local rank modulo the visible count."""
     if visible < 1:
         raise VireidError("CUDA", "no GPU is visible to this process (check "
-                          "CUDA_VISIBLE_DEVICES, or train with --device cpu)")
+                          "CUDA_VISIBLE_DEVICES, or train on the CPU)")
     return local_rank % visible
 
 

@@ -1,4 +1,4 @@
-"""Losses of SPEC §6: identity cross-entropy plus a triplet loss on the pooled features.
+"""Identity cross-entropy plus a triplet loss on the pooled features (docs/recipe.md, Losses).
 
 Distances and the triplet losses are computed in float32 even under autocast: squared
 distances of 2048-d features overflow float16.

@@ -36,13 +36,13 @@ def check_out_dir(out: Path, resume: bool) -> None:
             raise VireidError(checkpoint_path(out), "nothing to resume (no checkpoint)")
         return
     if checkpoint_path(out).is_file():
-        raise VireidError(out, "already holds a run (pass --resume to continue it, or choose "
-                          "another --out)")
+        raise VireidError(out, "already holds a run (resume it, or choose another run "
+                          "folder)")
     foreign = sorted(p.name for p in out.iterdir() if p.name not in RUN_ENTRIES) \
         if out.is_dir() else []
     if foreign:
         raise VireidError(out, f"is not a run folder (it holds {', '.join(foreign[:3])}"
-                          f"{', …' if len(foreign) > 3 else ''}): choose a new or empty --out")
+                          f"{', …' if len(foreign) > 3 else ''}): choose a new or empty run folder")
 
 
 def check_writable_target(path: Path) -> None:
@@ -80,7 +80,7 @@ class RunLock:
             holder = os.pread(descriptor, 32, 0).decode(errors="replace").strip() or "?"
             os.close(descriptor)
             raise VireidError(self.out, f"is in use by another run (process {holder}); "
-                              "wait for it to end or choose another --out") from None
+                              "wait for it to end or choose another run folder") from None
         os.ftruncate(descriptor, 0)
         os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
         self._descriptor = descriptor
