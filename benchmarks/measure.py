@@ -12,7 +12,9 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-BATCH_IDS, NUM_POS = 8, 4
+from vireid.loader.settings import Sampling
+
+BATCH_IDS, NUM_POS = Sampling.batch_ids, Sampling.num_pos  # the original's P and K
 IMAGES_PER_STEP = 2 * BATCH_IDS * NUM_POS
 
 

@@ -16,11 +16,12 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import emit, environment
+from vireid.loader.settings import Sampling
 from vireid.model import build_model
 from vireid.train.engine import train_one_epoch
 from vireid.train.schedule import make_optimizer
 
-BATCH_IDS, NUM_POS = 8, 4
+BATCH_IDS, NUM_POS = Sampling.batch_ids, Sampling.num_pos  # the original's P and K
 
 
 class Synthetic:

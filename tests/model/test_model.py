@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 import torch
 
@@ -126,12 +124,15 @@ def test_channels_last_bf16_forward_is_finite(small):
     assert torch.isfinite(pooled).all() and torch.isfinite(logits.float()).all()
 
 
-def test_missing_imagenet_weights_fall_back_with_a_warning(caplog, monkeypatch, tmp_path):
+def test_missing_imagenet_weights_stop_before_training(monkeypatch, tmp_path, capsys):
+    """Offline and no cached weights: one line naming the file to pass, not a warning and
+    81 epochs from random weights."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty cache; no network here
-    with caplog.at_level(logging.WARNING):
-        model = build_model(3, "resnet18", pretrained="torchvision")
-    assert isinstance(model, torch.nn.Module)
-    assert "not available" in caplog.text or "not found" in caplog.text
+    with pytest.raises(VireidError, match=r"^pretrained: ImageNet weights for resnet18 cannot "
+                                          r"be had .*give a local file instead: torchvision's "
+                                          r"resnet18 IMAGENET1K_V1 state dict \(resnet18-"):
+        build_model(3, "resnet18", pretrained="torchvision")
+    assert capsys.readouterr().err == ""
 
 
 def test_a_mistyped_weights_path_is_refused(tmp_path):

@@ -25,6 +25,7 @@ import numpy as np
 
 from vireid.choices import SamplerOrder
 from vireid.errors import VireidError
+from vireid.loader.settings import Sampling
 from vireid.records import TrainView
 
 SAMPLER_STREAM = 0  # SeedSequence keys: sampler, augmentation and identity order draw apart
@@ -55,15 +56,17 @@ class IdentitySampler:
     infrared: tuple[np.ndarray, ...]
     num_visible: int
     num_infrared: int
-    batch_ids: int = 8
-    num_pos: int = 4
-    seed: int = 0
-    replace: bool = True
-    order: str = "epoch"
+    batch_ids: int = Sampling.batch_ids
+    num_pos: int = Sampling.num_pos
+    seed: int = Sampling.seed
+    replace: bool = Sampling.replace
+    order: str = Sampling.order
 
     @classmethod
-    def from_view(cls, view: TrainView, *, batch_ids: int = 8, num_pos: int = 4, seed: int = 0,
-                  replace: bool = True, order: str = "epoch") -> IdentitySampler:
+    def from_view(cls, view: TrainView, *, batch_ids: int = Sampling.batch_ids,
+                  num_pos: int = Sampling.num_pos, seed: int = Sampling.seed,
+                  replace: bool = Sampling.replace,
+                  order: str = Sampling.order) -> IdentitySampler:
         """Group a training view by label; labels must be 0..C-1, each in both modalities."""
         pools = []
         for part in (view.visible, view.infrared):

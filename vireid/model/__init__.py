@@ -1,14 +1,17 @@
 """Models: ``build_model(num_classes, arch, non_local, pooling, pretrained)``;
-``list_models()``. Which head a method uses is the method's business (``vireid.train.methods``).
+``list_models()``; ``load_original(path)`` reads a checkpoint of the original AGW code.
+Which head a method uses is the method's business (``vireid.train.methods``).
 
 ``pretrained``: "none", "torchvision" (ImageNet weights from the torch hub cache, downloaded
 where online) or the PATH of a torchvision-format ResNet state dict (a missing file is an
-error). ImageNet weights that cannot be downloaded are reported with a warning and training
-starts from random initialisation.
+error). ImageNet weights that cannot be downloaded stop the run before it starts, with the file
+to use instead.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 from pathlib import Path
 
@@ -18,9 +21,12 @@ import torchvision
 from vireid.errors import VireidError
 from vireid.model.agw import AGW, POOLING
 from vireid.model.backbone import ARCHS, TwoStreamResNet
+from vireid.model.original import load_original as load_original  # re-export
 
 log = logging.getLogger(__name__)
 WEIGHTS = {"resnet50": "ResNet50_Weights", "resnet18": "ResNet18_Weights"}
+# what the original AGW code loaded: torchvision's older ImageNet file, the same format
+ORIGINAL_FILES = {"resnet50": "resnet50-19c8e357.pth"}
 
 
 def list_models() -> list[str]:
@@ -44,18 +50,25 @@ def build_model(num_classes: int, arch: str = "resnet50", *, non_local: bool = T
 
 
 def imagenet_state(arch: str, pretrained: str) -> dict | None:
-    """ImageNet weights as a state dict, or None (with a warning when they were wanted)."""
+    """ImageNet weights as a state dict, or None for ``pretrained="none"``.
+
+    Weights that were asked for and cannot be had stop the run before it starts: 81 epochs
+    from random weights, found out at the end, are never what was meant.
+    """
     if pretrained == "none":
         return None
     if pretrained == "torchvision":
         weights = getattr(torchvision.models, WEIGHTS[str(arch)]).IMAGENET1K_V1
         try:
-            return weights.get_state_dict(progress=False)
+            with contextlib.redirect_stderr(io.StringIO()):  # torch hub's "Downloading" line
+                return weights.get_state_dict(progress=False)
         except Exception as error:  # noqa: BLE001 - offline: URLError, OSError, ...
-            log.warning("ImageNet weights for %s are not available (%s: %s); training from "
-                        "random initialisation. Give the path of a local weights file instead.",
-                        arch, type(error).__name__, str(error)[:120])
-            return None
+            raise VireidError("pretrained", f"ImageNet weights for {arch} cannot be had "
+                              f"({type(error).__name__}: {str(error)[:80]}); give a local file "
+                              f"instead: torchvision's {arch} IMAGENET1K_V1 state dict "
+                              f"({weights.url.rsplit('/', 1)[-1]}; the original loaded "
+                              f"{ORIGINAL_FILES.get(str(arch), 'the same format')}), or "
+                              "'none' to train from random weights on purpose") from None
     path = Path(pretrained)
     if not path.is_file():
         raise VireidError(path, "pretrained weights not found (a ResNet state dict file, or "
