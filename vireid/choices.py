@@ -70,6 +70,11 @@ class Arch(Choice):
     RESNET18 = "resnet18"
 
 
+class Recipe(Choice):
+    VIREID = "vireid"  # vireid's defaults (see the README's table of deliberate differences)
+    ORIGINAL = "original"  # the original's: its sampler, float32, its evaluation schedule
+
+
 class Feature(Choice):
     POOL = "pool"
     FC = "fc"

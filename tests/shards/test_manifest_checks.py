@@ -56,6 +56,11 @@ EDITS = {
                        "protocols.sysu-all.trials[0].gallery[2] = 1000000"),
     "image size": (set_item("image", "width", 0), "image: image size 0x288"),
     "default protocol": (set_item("default_protocol", "nope"), "default_protocol 'nope'"),
+    "pixel images": (set_item("pixels", "images", 3), "pixels.images = 3 is not the"),
+    "pixel max": (set_item("pixels", "max_abs", 256), "pixels.max_abs = 256 is out of range"),
+    "pixel mean": (set_item("pixels", "mean_abs", "0.5"), "pixels.mean_abs = '0.5' is not"),
+    "pixel mean above max": (set_item("pixels", "mean_abs", 300.0),
+                             "pixels.mean_abs = 300.0 is not a number in 0..max_abs"),
 }
 
 

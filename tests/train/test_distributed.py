@@ -73,6 +73,9 @@ def test_parameters_stay_equal_across_ranks(straight_run):
 
 
 def test_gathered_evaluation_equals_a_single_process_test(shards, straight_run):
+    """Each rank extracts its slice in its own batches: convolutions over other batch
+    compositions round differently (~1e-6 on the features), which can reorder near-ties in a
+    ranking, so metrics agree to 2e-3 rather than bit for bit."""
     from vireid.train.checkpoint_eval import EvaluationSettings, evaluate_checkpoint
 
     work, (rank0, rank1) = straight_run
@@ -83,7 +86,7 @@ def test_gathered_evaluation_equals_a_single_process_test(shards, straight_run):
     for ours, theirs in zip(rank0["evaluations"], single):
         assert ours["trial"] == theirs["trial"] and ours["feature"] == theirs["feature"]
         for key in ("rank1", "rank5", "mAP", "mINP"):
-            assert ours[key] == pytest.approx(theirs[key], abs=1e-6)
+            assert ours[key] == pytest.approx(theirs[key], abs=2e-3)
 
 
 def test_resume_after_a_kill_matches_and_other_world_sizes_resume(shards, straight_run,

@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from vireid.train.losses import (
-    agw_losses,
     hard_triplet,
     pairwise_distances,
     weighted_regularized_triplet,
 )
+from vireid.train.methods import get_method
 
 
 def softplus(x):
@@ -59,13 +59,13 @@ def test_agw_losses_sum_and_float32_under_autocast():
     logits = torch.randn(8, 4)
     labels = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        losses = agw_losses(pooled, logits, labels, "agw")
+        losses = get_method("agw").losses(pooled, logits, labels)
     assert set(losses) == {"total", "id", "triplet"}
     assert losses["triplet"].dtype == torch.float32 and torch.isfinite(losses["triplet"])
     assert losses["total"].item() == pytest.approx(losses["id"].item() +
                                                    losses["triplet"].item())
     assert losses["id"].item() == pytest.approx(
         torch.nn.functional.cross_entropy(logits, labels).item(), rel=1e-5)
-    base = agw_losses(pooled.float(), logits, labels, "base")
+    base = get_method("base").losses(pooled.float(), logits, labels)
     assert base["triplet"].item() == pytest.approx(hard_triplet(pooled.float(),
                                                                 labels).item())

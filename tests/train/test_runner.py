@@ -77,9 +77,9 @@ def test_run_folder_contents(tiny_shards, tmp_path):
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_shards, tmp_path, monkeypatch):
-    import vireid.train.engine as engine
+    from vireid.train.methods import MethodSpec
 
-    real = engine.agw_losses
+    real = MethodSpec.losses
     calls = {"n": 0}
 
     def poisoned(*args, **kwargs):
@@ -89,7 +89,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_shards, tmp_path
             losses = {k: v * float("nan") for k, v in losses.items()}
         return losses
 
-    monkeypatch.setattr(engine, "agw_losses", poisoned)
+    monkeypatch.setattr(MethodSpec, "losses", poisoned)
     out = tmp_path / "run"
     with pytest.raises(VireidError, match="NaN or infinite"):
         run_training(config(tiny_shards, out), Reporter())

@@ -12,6 +12,15 @@ def positive(value: float | None) -> float | None:
     return value
 
 
+def trial_choice(value: str | None) -> int | str | None:
+    """A trial number ≥ 1, or ``all``."""
+    if value is None or value == "all":
+        return value
+    if not value.isdigit() or int(value) < 1:
+        raise typer.BadParameter(f"must be a trial number ≥ 1 or 'all' (got {value})")
+    return int(value)
+
+
 def increasing_epochs(value: tuple[int, ...]) -> tuple[int, ...]:
     if any(v < 0 for v in value) or list(value) != sorted(set(value)):
         raise typer.BadParameter(f"must be increasing epoch numbers ≥ 0 (got "

@@ -29,10 +29,10 @@ from vireid.datasets import list_datasets, read_dataset
 from vireid.errors import VireidError
 from vireid.fake import MAX_IMAGES_PER_CAMERA, MIN_IDS, make_fake, max_ids
 from vireid.shards.build import BuildOptions, build_shards
-from vireid.shards.encode import Encoding
+from vireid.shards.encode import Chroma, Encoding
 from vireid.shards.manifest import load_manifest
 from vireid.shards.safety import OutputExists
-from vireid.shards.summary import protocol_lists, summarize
+from vireid.shards.summary import pixel_summary, protocol_lists, summarize
 from vireid.shards.verify import verify_shards
 
 app = new_app(
@@ -60,6 +60,9 @@ def build(
         Encoding.JPEG, help="How pixels are stored: jpeg (small, decoded by DALI/nvJPEG), "
         "png (lossless) or raw (exact uint8 H×W×3, no decoding at train time, ~8× larger)."),
     quality: int = typer.Option(JPEG_QUALITY, min=1, max=100, help="JPEG quality."),
+    chroma: Chroma = typer.Option(
+        BuildOptions.chroma, help="JPEG chroma sampling: 444 keeps a colour per pixel; 420 one "
+        "per 2×2 pixels (smaller files, blurred colour edges). Ignored for png and raw."),
     shard_samples: int = typer.Option(SHARD_MAX_SAMPLES, min=1,
                                       help="Most samples per tar file."),
     shard_mb: float = typer.Option(SHARD_MAX_MEGABYTES, min=0.01, help="Most megabytes per tar."),
@@ -77,8 +80,8 @@ def build(
     and renamed at the end; an error, Ctrl-C or SIGTERM leaves nothing behind.
     """
     options = BuildOptions(width=width, height=height, encoding=encoding, quality=quality,
-                           max_samples=shard_samples, max_megabytes=shard_mb, workers=workers,
-                           skip_bad_images=on_bad_image is BadImagePolicy.skip,
+                           chroma=chroma, max_samples=shard_samples, max_megabytes=shard_mb,
+                           workers=workers, skip_bad_images=on_bad_image is BadImagePolicy.skip,
                            overwrite=overwrite)
     with user_errors(), sigterm_as_interrupt():
         check_side("--width", width)
@@ -96,6 +99,7 @@ def build(
     typer.echo(f"wrote {len(manifest.samples)} images in {len(manifest.shards)} shards "
                f"({megabytes(size)}) to {out_dir} in {seconds:.1f} s "
                f"({len(manifest.samples) / seconds:.0f} images/s)")
+    typer.echo(pixels_line(pixel_summary(manifest)))
     for skipped in manifest.skipped:
         typer.echo(f"skipped {skipped.path}: {skipped.reason}")
 
@@ -180,6 +184,7 @@ def render_summary(summary: dict) -> str:
         f"{megabytes(summary['bytes'])}",
         f"originals width {summary['original_width'][0]}-{summary['original_width'][1]}, "
         f"height {summary['original_height'][0]}-{summary['original_height'][1]}",
+        pixels_line(summary["pixels"]),
     ]
     for modality, counts in summary["modalities"].items():
         lines.append(f"{modality:<9} {counts['images']} images, {counts['ids']} ids")
@@ -195,6 +200,17 @@ def render_summary(summary: dict) -> str:
     for skipped in summary["skipped"]:
         lines.append(f"skipped   {skipped['path']}: {skipped['reason']}")
     return "\n".join(lines)
+
+
+def pixels_line(pixels: dict | None) -> str:
+    """``pixels    JPEG q95 4:4:4: mean |Δ| 0.61, max 14 over 555 images vs the exact resized
+    pixels``, as the stored bytes decode with PIL."""
+    if pixels is None:
+        return "pixels    not recorded (built before vireid measured them; rebuild to see)"
+    exact = " (exact)" if pixels["max_abs"] == 0 else ""
+    return (f"pixels    {pixels['storage']}: mean |Δ| {pixels['mean_abs']:.2f}, max "
+            f"{pixels['max_abs']} over {pixels['images']} images vs the exact resized "
+            f"pixels{exact}")
 
 
 def main() -> None:

@@ -20,7 +20,10 @@ app = new_app("Evaluate a vireid checkpoint on the original protocols (all trial
 def test(
     shards: Path = typer.Option(..., help="Shard folder written by `vireid-shard build`."),
     checkpoint: Path = typer.Option(..., help="Checkpoint written by vireid-train "
-                                    "(RUN_DIR/checkpoints/last.pt)."),
+                                    "(RUN_DIR/checkpoints/last.pt or best.pt), or the folder "
+                                    "of a `vireid-train --trial all` job: each RegDB trial "
+                                    "scored with its own model, both directions, and the "
+                                    "mean over the trials."),
     protocol: str = typer.Option(EvaluationSettings.protocol, help="sysu-all, sysu-indoor, "
                                  "regdb-v2t, regdb-t2v, llcm-ir2vis or llcm-vis2ir (default: "
                                  "the dataset's)."),
@@ -32,8 +35,8 @@ def test(
                                       "PyTorch)."),
     device: Device = typer.Option(EvaluationSettings.device, help="auto (CUDA when a GPU is "
                                   "visible), cpu or cuda."),
-    amp: Amp = typer.Option(EvaluationSettings.amp, help="auto (fp16 on CUDA, off on CPU), bf16, "
-                            "fp16 or off."),
+    amp: Amp = typer.Option(EvaluationSettings.amp, help="Feature precision: off (float32, as "
+                            "the original) or, opt-in, auto (fp16 on CUDA), bf16 or fp16."),
     batch_size: int = typer.Option(EvaluationSettings.batch_size, min=1, max=4096,
                                    help="Images per forward pass (1-4096; never more than "
                                    "the test images)."),
@@ -47,7 +50,7 @@ def test(
     Test images are resized to the size the model was trained at when the shards hold
     another size (with a warning), as the original's test transform does.
     """
-    from vireid.train.checkpoint_eval import evaluate_checkpoint
+    from vireid.train.checkpoint_eval import evaluate_checkpoint, evaluate_trial_runs
     from vireid.train.evaluation import FEATURES
     from vireid.train.run_folder import check_writable_target
 
@@ -57,10 +60,17 @@ def test(
         kinds = FEATURES if feature is Feature.BOTH else (feature.value,)
         settings = EvaluationSettings(protocol, trial, kinds, loader, device, amp, batch_size,
                                 verify=verify)
-        rows = evaluate_checkpoint(shards, checkpoint, settings)
+        evaluate = evaluate_trial_runs if checkpoint.is_dir() else evaluate_checkpoint
+        rows = evaluate(shards, checkpoint, settings, on_checkpoint=announce)
         typer.echo(render_rows(rows))
         if json_out:
             write_json(json_out, rows)
+
+
+def announce(line: str) -> None:
+    from vireid.cli.common import stderr
+
+    stderr.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def check_json_target(path: Path, check_writable_target) -> None:

@@ -9,8 +9,17 @@ from pathlib import Path
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from vireid.choices import Amp, Arch, CpuAugment, Device, LoaderKind, Method, SamplerOrder
-from vireid.cli.checks import increasing_epochs, positive
+from vireid.choices import (
+    Amp,
+    Arch,
+    CpuAugment,
+    Device,
+    LoaderKind,
+    Method,
+    Recipe,
+    SamplerOrder,
+)
+from vireid.cli.checks import increasing_epochs, positive, trial_choice
 from vireid.cli.common import new_app, stderr, user_errors
 from vireid.cli.tables import render_rows
 from vireid.loader.settings import Sampling
@@ -22,6 +31,7 @@ from vireid.train.config import (
     RunSettings,
     TrainConfig,
 )
+from vireid.train.evaluation import summary_rows
 from vireid.train.methods import get_method, list_methods
 from vireid.train.reporting import Reporter
 
@@ -59,8 +69,7 @@ class ProgressReporter(Reporter):
                 f"{stats['images_per_s']:.0f} img/s")
 
     def evaluation(self, epoch: int, rows: list[dict]) -> None:
-        means = [r for r in rows if r["trial"] == "mean"]
-        stderr.print(render_rows(means, title=f"evaluation after epoch {epoch + 1}"),
+        stderr.print(render_rows(summary_rows(rows), title=f"evaluation after epoch {epoch + 1}"),
                      markup=False, highlight=False, soft_wrap=True)
 
 
@@ -69,8 +78,10 @@ def train(
     shards: Path = typer.Option(..., help="Shard folder written by `vireid-shard build`."),
     out: Path = typer.Option(..., help="Run folder: config, metrics.jsonl, tb/, checkpoints/. "
                              "A new run needs a new or empty folder; one run at a time."),
-    trial: int = typer.Option(Sampling.trial, min=1, help="RegDB trial to train on (1-10, "
-                              "default 1); a RegDB model is scored on its own trial."),
+    trial: str = typer.Option(Sampling.trial, callback=trial_choice, help="RegDB trial to "
+                              "train on (1-10, default 1; a RegDB model is scored on its own "
+                              "trial), or 'all': one model per trial into OUT/trial-<N> "
+                              "(resumable as a whole with --resume)."),
     epochs: int = typer.Option(Optimisation.epochs, min=1, help="Epochs (default: the "
                                "method's; agw and base: 81, as the original)."),
     batch_ids: int = typer.Option(Sampling.batch_ids, min=1, help="Identities per step, P "
@@ -95,9 +106,20 @@ def train(
     pretrained: str = typer.Option(ModelSettings.pretrained, help="ImageNet weights: "
                                    "torchvision, a PATH to a ResNet state dict (must exist), "
                                    "or none."),
-    amp: Amp = typer.Option(RunSettings.amp, help="Mixed precision: auto (fp16 on CUDA, off "
-                            "on CPU; with --resume: the precision the run was trained in), "
-                            "bf16, fp16 or off (float32, as the original)."),
+    recipe: Recipe = typer.Option(RunSettings.recipe, help="original: the original's training "
+                                  "script where vireid's defaults differ (--sampler original, "
+                                  "--amp off, evaluation after 0-based epochs 2, 4, … on "
+                                  "gallery trial 0); options given explicitly still win. "
+                                  "Every run keeps checkpoints/best.pt (best fc Rank-1 on the "
+                                  "test set, as the original selects)."),
+    init: Path = typer.Option(None, help="Start from the weights of this checkpoint: one "
+                              "written by vireid-train, or by the original AGW code ('…_best.t', "
+                              "recognised by its content); to fine-tune. Another class count "
+                              "re-initialises the classifier (one line says so)."),
+    amp: Amp = typer.Option(None, help="Mixed precision: auto (fp16 on CUDA, off on CPU; with "
+                            "--resume: the precision the run was trained in), bf16, fp16 or "
+                            "off (float32, as the original). Default: auto; off with --recipe "
+                            "original."),
     channels_last: bool = typer.Option(RunSettings.channels_last, help="Channels-last model "
                                        "and inputs."),
     compile: bool = typer.Option(RunSettings.compile, "--compile", help="torch.compile the "
@@ -109,9 +131,10 @@ def train(
                                        "shapes."),
     seed: int = typer.Option(Sampling.seed, min=0, help="Seed of initialisation, sampling "
                              "and augmentation (≥ 0)."),
-    sampler: SamplerOrder = typer.Option(Sampling.order, help="Identity order: epoch "
-                                         "(every identity in every epoch) or original "
-                                         "(independent draws per step, as the original)."),
+    sampler: SamplerOrder = typer.Option(None, help="Identity order: epoch (every identity in "
+                                         "every epoch; the default) or original (independent "
+                                         "draws per step, as the original; the default with "
+                                         "--recipe original)."),
     replace: bool = typer.Option(Sampling.replace, help="Draw an identity's K images with "
                                  "replacement (the original) or without (--no-replace: every "
                                  "identity needs K images per modality)."),
@@ -152,22 +175,44 @@ def train(
     """Train and evaluate; `--resume` continues an interrupted run exactly."""
     from vireid.train.runner import run_training
 
-    config = TrainConfig(
-        run=RunSettings(str(shards), str(out), device, amp, channels_last, compile,
-                        deterministic, sync_bn, log_every, max_steps, resume, verify),
-        sampling=Sampling(batch_ids, num_pos, seed, replace, sampler, trial),
-        optimisation=Optimisation(epochs, lr, Optimisation.momentum, weight_decay,
-                                  warmup_epochs, tuple(milestones)),
-        model=ModelSettings(method, arch, pretrained),
-        loader=LoaderSettings(loader, cpu_augment, num_threads),
-        evaluation=Evaluation(eval_every, protocol, eval_batch_size))
+    config = TrainConfig.with_recipe(
+        recipe, shards=str(shards), out=str(out), device=device, amp=amp,
+        channels_last=channels_last, compile=compile, deterministic=deterministic,
+        sync_bn=sync_bn, log_every=log_every, max_steps=max_steps, resume=resume,
+        verify=verify, batch_ids=batch_ids, num_pos=num_pos, seed=seed, replace=replace,
+        sampler=sampler, trial=None if trial == "all" else trial, epochs=epochs, lr=lr,
+        weight_decay=weight_decay,
+        warmup_epochs=warmup_epochs, milestones=tuple(milestones), method=method, arch=arch,
+        pretrained=pretrained, init=str(init) if init else None, loader=loader,
+        cpu_augment=cpu_augment,
+        num_threads=num_threads, eval_every=eval_every, eval_protocol=protocol,
+        eval_batch_size=eval_batch_size)
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
         launch_torchrun(nproc, sys.argv[1:])
         return
     with user_errors():
+        if trial == "all":
+            train_all(config)
+            return
         rows = run_training(config, ProgressReporter()).evaluations
     if rows:  # rank 0
-        typer.echo(render_rows([r for r in rows if r["trial"] == "mean"], title="final"))
+        typer.echo(render_rows(summary_rows(rows), title="final"))
+
+
+def train_all(config) -> None:
+    """Every trial of a per-trial dataset (RegDB), each into OUT/trial-<N>."""
+    from vireid.train.runner import run_training
+    from vireid.train.trials import train_every_trial
+
+    def say(line: str) -> None:
+        stderr.print(line, markup=False, highlight=False)
+
+    results = train_every_trial(config, lambda one: run_training(one, ProgressReporter()), say)
+    for trial, result in results.items():
+        if result.evaluations:
+            typer.echo(render_rows(summary_rows(result.evaluations), title=f"trial {trial}"))
+    typer.echo(f"every trial trained in {config.run.out}; score them all with "
+               f"`vireid-test --shards {config.run.shards} --checkpoint {config.run.out}`")
 
 
 def launch_torchrun(nproc: int, arguments: list[str]) -> None:

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from vireid.errors import VireidError
+from vireid.model.agw import AGW
 from vireid.model.layers import NonLocal
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ STEMS = {"backbone.visible_stem.0.": "visible_module.visible.conv1.",
          "backbone.visible_stem.1.": "visible_module.visible.bn1.",
          "backbone.infrared_stem.0.": "thermal_module.thermal.conv1.",
          "backbone.infrared_stem.1.": "thermal_module.thermal.bn1.", "head.": ""}
-NONLOCAL_PARTS = {"g.": "g.0.", "out.": "W."}
+NONLOCAL_PARTS = {"g": "g.0", "out": "W"}  # theta, phi keep their names
 # What the weights-only unpickler says when it refuses a global, a class or a function.
 _REFUSED = re.compile(r"GLOBAL ([\w.]+)|allowlisted.*?but got <class '([\w.]+)'>"
                       r"|unrecognized function (\S+)", re.S)
@@ -86,8 +87,8 @@ def _unpickling_problem(error: Exception) -> str:
     if match is None:
         return "not a torch checkpoint (UnpicklingError)"
     name = next(group for group in match.groups() if group)
-    return f"refused: it holds {name}, which is not a tensor or number, and loading it could " \
-           "run code"
+    return f"refused: it holds {name} (not a tensor, number or numpy float), and loading it " \
+           "could run code"
 
 
 def is_original(payload) -> bool:
@@ -154,10 +155,9 @@ def _original_name(key: str, prefixes: dict[str, str]) -> str:
             return original + key.removeprefix(vireid)
     stage, index, rest = key.removeprefix("backbone.trunk.").split(".", 2)
     prefix = prefixes[f"{stage}.{index}"]
-    if prefix.startswith("NL_"):
-        for part, renamed in NONLOCAL_PARTS.items():
-            if rest.startswith(part):
-                rest = renamed + rest.removeprefix(part)
+    part, _, name = rest.partition(".")
+    if prefix.startswith("NL_") and part in NONLOCAL_PARTS:
+        rest = f"{NONLOCAL_PARTS[part]}.{name}"
     return f"{prefix}.{rest}"
 
 
@@ -185,7 +185,7 @@ def _check_keys(net: Mapping, layout: dict, where) -> None:
             raise VireidError(where, f"key {key!r} is {found}, the original's is {shape}")
 
 
-def load_original(path) -> torch.nn.Module:
+def load_original(path) -> AGW:
     """vireid's model (eval mode) with the weights of an original AGW checkpoint."""
     payload = read_original(path)
     if not is_original(payload):

@@ -29,7 +29,7 @@ from vireid.constants import (
 )
 from vireid.errors import VireidError
 from vireid.records import RawDataset, Record
-from vireid.shards.encode import Encoded, EncodeTask, Encoding, size_problem
+from vireid.shards.encode import Chroma, Encoded, EncodeTask, Encoding, size_problem
 from vireid.shards.layout import check_training_ids, remap_views_and_protocols, sample_keys
 from vireid.shards.manifest import (
     IdentityRange,
@@ -40,6 +40,7 @@ from vireid.shards.manifest import (
     write_manifest,
 )
 from vireid.shards.manifest_checks import BadEntry, check_manifest
+from vireid.shards.pixels import PixelTally
 from vireid.shards.pool import encoder
 from vireid.shards.staging import staged_output
 from vireid.shards.tario import BLOCK, TarWriter, sha256_file, write_index
@@ -56,6 +57,7 @@ class BuildOptions:
     height: int = IMAGE_HEIGHT
     encoding: Encoding = Encoding.JPEG
     quality: int = JPEG_QUALITY
+    chroma: Chroma = Chroma.YUV444  # JPEG only: full colour resolution
     max_samples: int = SHARD_MAX_SAMPLES
     max_megabytes: float = SHARD_MAX_MEGABYTES
     workers: int = 0  # 0: every available core
@@ -98,7 +100,7 @@ def _self_check(manifest: Manifest, root: Path) -> None:
 def _write_folder(dataset: RawDataset, folder: Path, options: BuildOptions,
                   progress: Progress) -> Manifest:
     with _ShardSet(folder, options) as writer:  # every tar closed here, even on an error
-        kept, samples, skipped = _store_images(dataset, writer, options, progress)
+        kept, samples, skipped, pixels = _store_images(dataset, writer, options, progress)
     if not samples:
         raise VireidError(dataset.root, "no readable images")
     check_training_ids(dataset, kept)
@@ -106,7 +108,9 @@ def _write_folder(dataset: RawDataset, folder: Path, options: BuildOptions,
     return Manifest(
         dataset=dataset.name, source=dataset.root.name, width=options.width,
         height=options.height, encoding=options.encoding, quality=options.quality,
-        shards=writer.finish(), samples=tuple(samples), identities=_identities(samples),
+        chroma=options.chroma if options.encoding is Encoding.JPEG else None,
+        pixels=pixels.stats(options.encoding), shards=writer.finish(), samples=tuple(samples),
+        identities=_identities(samples),
         train_views=views, protocols=protocols, default_protocol=dataset.default_protocol,
         skipped=tuple(skipped),
         created_by={"vireid": __version__, "pillow": PIL.__version__},
@@ -115,15 +119,19 @@ def _write_folder(dataset: RawDataset, folder: Path, options: BuildOptions,
 
 
 def _store_images(dataset: RawDataset, writer: _ShardSet, options: BuildOptions,
-                  progress: Progress) -> tuple[list[int], list[Sample], list[Skipped]]:
-    """Encode every record and add it to the shards; return kept record indices, samples and
-    skipped files (an unreadable image stops the build unless ``skip_bad_images``)."""
+                  progress: Progress
+                  ) -> tuple[list[int], list[Sample], list[Skipped], PixelTally]:
+    """Encode every record and add it to the shards; return kept record indices, samples,
+    skipped files (an unreadable image stops the build unless ``skip_bad_images``) and the
+    kept images' pixel differences."""
     keys = sample_keys(dataset.records)
     tasks = (EncodeTask(str(dataset.root / r.path), options.width, options.height,
-                        options.encoding, options.quality) for r in dataset.records)
+                        options.encoding, options.quality, options.chroma)
+             for r in dataset.records)
     kept: list[int] = []
     samples: list[Sample] = []
     skipped: list[Skipped] = []
+    pixels = PixelTally(options.width * options.height * 3)
     with encoder(options.workers or available_cores(), dataset.root) as encode:
         for i, (record, result) in enumerate(zip(dataset.records, encode(tasks))):
             progress(1)
@@ -134,9 +142,10 @@ def _store_images(dataset: RawDataset, writer: _ShardSet, options: BuildOptions,
                 continue
             shard = writer.add(keys[i], record, result, options.encoding)
             kept.append(i)
+            pixels.add(result)
             samples.append(Sample(keys[i], record.path, record.pid, record.cam,
                                   record.modality, *result.source_size, shard))
-    return kept, samples, skipped
+    return kept, samples, skipped, pixels
 
 
 def _identities(samples: list[Sample]) -> tuple[IdentityRange, ...]:

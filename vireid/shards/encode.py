@@ -1,4 +1,6 @@
-"""Per-image work of the shard builder: decode, resize once with Lanczos, encode.
+"""Per-image work of the shard builder: decode, resize once with Lanczos, encode, and measure
+what the encoding changed (the stored bytes decoded again with PIL against the exact resized
+uint8 pixels, while the worker holds both).
 
 Runs in worker processes, so everything here is a top-level function of plain values.
 """
@@ -12,6 +14,7 @@ from enum import Enum
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from vireid.choices import Choice
 from vireid.constants import MAX_SIDE, MIN_SIDE
 
 
@@ -31,6 +34,23 @@ class Encoding(str, Enum):
         return {"jpeg": b"\xff\xd8\xff", "png": b"\x89PNG\r\n\x1a\n", "raw": b""}[self.value]
 
 
+class Chroma(Choice):
+    """JPEG chroma sampling. 4:4:4 keeps a colour per pixel; 4:2:0 (Pillow's own default) keeps
+    one per 2×2 pixels: smaller files, colour edges blurred over 2 pixels."""
+
+    YUV444 = "444"
+    YUV420 = "420"
+
+    @property
+    def subsampling(self) -> int:
+        """Pillow's ``subsampling`` value (also what ``JpegImagePlugin.get_sampling`` reads)."""
+        return {"444": 0, "420": 2}[self.value]
+
+    @property
+    def label(self) -> str:
+        return ":".join(self.value)  # "4:4:4"
+
+
 @dataclass(frozen=True)
 class EncodeTask:
     source: str
@@ -38,15 +58,22 @@ class EncodeTask:
     height: int
     encoding: Encoding
     quality: int
+    chroma: Chroma = Chroma.YUV444
 
 
 @dataclass(frozen=True)
 class Encoded:
-    """The stored bytes and the source's original (width, height); ``error`` when unreadable."""
+    """The stored bytes and the source's original (width, height); ``error`` when unreadable.
+
+    ``abs_sum`` and ``max_abs``: sum and largest |stored − exact| over the image's channel
+    values, the stored bytes decoded with PIL against the exact resized pixels (0 for png/raw).
+    """
 
     data: bytes = b""
     source_size: tuple[int, int] = (0, 0)
     error: str = ""
+    abs_sum: int = 0
+    max_abs: int = 0
 
 
 def size_problem(width: int, height: int) -> str:
@@ -73,18 +100,29 @@ def encode_image(task: EncodeTask) -> Encoded:
         return Encoded(error="file disappeared while building")
     except Exception as error:  # noqa: BLE001 - Pillow raises many types for corrupt data
         return Encoded(error=f"corrupt or unreadable image ({error})")
-    return Encoded(data=_encode(resized, task.encoding, task.quality), source_size=size)
+    exact = np.asarray(resized, dtype=np.uint8)
+    data = _encode(resized, task)
+    stored = decode_stored(data, task.encoding, task.width, task.height)
+    return Encoded(data, size, "", *pixel_difference(stored, exact))
 
 
-def _encode(image: Image.Image, encoding: Encoding, quality: int) -> bytes:
-    if encoding is Encoding.RAW:
+def _encode(image: Image.Image, task: EncodeTask) -> bytes:
+    if task.encoding is Encoding.RAW:
         return np.asarray(image, dtype=np.uint8).tobytes()
     buffer = io.BytesIO()
-    if encoding is Encoding.JPEG:
-        image.save(buffer, format="JPEG", quality=quality)
+    if task.encoding is Encoding.JPEG:
+        image.save(buffer, format="JPEG", quality=task.quality,
+                   subsampling=task.chroma.subsampling)
     else:
         image.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def pixel_difference(stored: np.ndarray, exact: np.ndarray) -> tuple[int, int]:
+    """(sum, max) of |stored − exact| over every channel value: integers, so totals over
+    many images do not depend on the order they are added in."""
+    difference = np.abs(stored.astype(np.int16) - exact.astype(np.int16))
+    return int(difference.sum(dtype=np.int64)), int(difference.max(initial=0))
 
 
 def decode_stored(data: bytes, encoding: Encoding, width: int, height: int) -> np.ndarray:

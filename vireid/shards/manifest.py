@@ -2,7 +2,8 @@
 
 Schema ``vireid.shards`` version 1 (see ``shards/README.md`` for the field list). Samples are
 numbered globally in storage order (visible shards first); training views and protocol trials
-refer to those numbers.
+refer to those numbers. Fields added later (``image.chroma``, ``pixels``) read as None
+(unknown) from manifests written before them.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from pathlib import Path
 from vireid.constants import MANIFEST_NAME, MANIFEST_SCHEMA, MANIFEST_VERSION
 from vireid.errors import VireidError
 from vireid.records import LabeledSamples, Modality, Protocol, TrainView, Trial
-from vireid.shards.encode import Encoding
+from vireid.shards.encode import Chroma, Encoding
 from vireid.shards.manifest_checks import BadEntry, check_manifest
+from vireid.shards.pixels import PixelStats
 
 SAMPLE_COLUMNS = ("key", "path", "pid", "cam", "modality", "width", "height", "shard")
 
@@ -81,6 +83,8 @@ class Manifest:
     created_by: dict
     # protocol trial → training view, for datasets trained per trial (RegDB); empty: one view
     trial_views: tuple[tuple[int, str], ...] = ()
+    chroma: Chroma | None = None  # JPEG chroma sampling; None: png/raw, or not recorded
+    pixels: PixelStats | None = None  # stored vs exact resized pixels; None: not recorded
 
     def training_view(self, trial: int | None) -> TrainView:
         """The view a model trains on. Datasets trained per trial have one per protocol
@@ -133,6 +137,7 @@ class Manifest:
             "source": self.source,
             "image": {"width": self.width, "height": self.height, "channels": 3,
                       "encoding": self.encoding.value, "quality": self.quality,
+                      "chroma": self.chroma.value if self.chroma else None,
                       "resample": "lanczos"},
             "created_by": self.created_by,
             "shards": [_shard_json(s) for s in self.shards],
@@ -144,6 +149,8 @@ class Manifest:
             "trial_views": {str(t): name for t, name in self.trial_views},
             "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
         }
+        if self.pixels is not None:
+            document["pixels"] = self.pixels.__dict__
         return json.dumps(document, sort_keys=True, separators=(",", ":")) + "\n"
 
 
@@ -213,7 +220,19 @@ def _from_document(doc: dict) -> Manifest:
         skipped=tuple(Skipped(**s) for s in doc["skipped"]),
         created_by=doc["created_by"],
         trial_views=_trial_views(doc),
+        chroma=_chroma(image.get("chroma")),
+        pixels=None if doc.get("pixels") is None else PixelStats(**doc["pixels"]),
     )
+
+
+def _chroma(value) -> Chroma | None:
+    """``image.chroma``: absent or null (png/raw, or written before the field) → None."""
+    if value is None:
+        return None
+    if value not in Chroma.values():
+        raise BadEntry(f"image.chroma {value!r} is not one of {', '.join(Chroma.values())} "
+                       "or null")
+    return Chroma(value)
 
 
 def _trial_views(doc: dict) -> tuple[tuple[int, str], ...]:

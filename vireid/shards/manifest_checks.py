@@ -4,9 +4,10 @@ A manifest is input like any other: ``verify`` opens the files it names and trai
 arrays with its numbers. So shard and index names must be plain file names inside the folder
 (no ``/``, no ``..``, not absolute), and every number that indexes something is range-checked:
 a sample's shard, shard and identity sample ranges, training-view and protocol sample numbers,
-training labels (0..C-1, C = the view's number of classes). Example: a shard named
-``../../etc/passwd`` → ``BadEntry("shards[0].file '../../etc/passwd' is not a plain file
-name inside the shard folder")``.
+training labels (0..C-1, C = the view's number of classes). The ``pixels`` entry, when
+present, counts every stored image, with a largest |Δ| of 0..255 and a mean of 0..max.
+Example: a shard named ``../../etc/passwd`` → ``BadEntry("shards[0].file '../../etc/passwd'
+is not a plain file name inside the shard folder")``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from vireid.shards.encode import size_problem
 if TYPE_CHECKING:
     from vireid.records import Protocol, TrainView
     from vireid.shards.manifest import Manifest, ShardInfo
+    from vireid.shards.pixels import PixelStats
 
 
 class BadEntry(ValueError):
@@ -51,6 +53,21 @@ def check_manifest(manifest: Manifest) -> None:
     for trial, view in manifest.trial_views:
         if view not in views:
             raise BadEntry(f"trial_views.{trial} {view!r} is not a training view")
+    if manifest.pixels is not None:
+        _check_pixels(manifest.pixels, samples)
+
+
+def _check_pixels(pixels: PixelStats, samples: int) -> None:
+    if not isinstance(pixels.decoder, str):
+        raise BadEntry(f"pixels.decoder = {pixels.decoder!r} is not a text")
+    if _int(pixels.images, "pixels.images") != samples:
+        raise BadEntry(f"pixels.images = {pixels.images} is not the {samples} samples")
+    if not 0 <= _int(pixels.max_abs, "pixels.max_abs") <= 255:
+        raise BadEntry(f"pixels.max_abs = {pixels.max_abs} is out of range (0..255)")
+    mean = pixels.mean_abs
+    if type(mean) not in (int, float) or not 0 <= mean <= pixels.max_abs:
+        raise BadEntry(f"pixels.mean_abs = {mean!r} is not a number in 0..max_abs "
+                       f"({pixels.max_abs})")
 
 
 def _check_shard(shard: ShardInfo, entry: str, samples: int) -> None:

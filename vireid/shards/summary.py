@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from vireid.records import MODALITIES
+from vireid.shards.encode import Encoding
 from vireid.shards.manifest import Manifest
 
 
@@ -35,6 +36,8 @@ def summarize(manifest: Manifest) -> dict:
         "source": manifest.source,
         "stored_size": f"{manifest.width}x{manifest.height}",
         "encoding": manifest.encoding.value,
+        "chroma": manifest.chroma.value if manifest.chroma else None,
+        "pixels": pixel_summary(manifest),
         "shards": len(manifest.shards),
         "bytes": sum(s.bytes for s in manifest.shards),
         "images": len(samples),
@@ -50,6 +53,21 @@ def summarize(manifest: Manifest) -> dict:
         "default_protocol": manifest.default_protocol,
         "skipped": [{"path": s.path, "reason": s.reason} for s in manifest.skipped],
     }
+
+
+def storage_label(manifest: Manifest) -> str:
+    """How the pixels are stored, in words: ``JPEG q95 4:4:4``, ``PNG``, ``raw``."""
+    if manifest.encoding is not Encoding.JPEG:
+        return manifest.encoding.value.upper() if manifest.encoding is Encoding.PNG else "raw"
+    chroma = f" {manifest.chroma.label}" if manifest.chroma else ""
+    return f"JPEG q{manifest.quality}{chroma}"
+
+
+def pixel_summary(manifest: Manifest) -> dict | None:
+    """The manifest's pixel differences and what was measured (None: not recorded)."""
+    if manifest.pixels is None:
+        return None
+    return {"storage": storage_label(manifest), **manifest.pixels.__dict__}
 
 
 def protocol_lists(manifest: Manifest, name: str, trial: int) -> dict:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -13,9 +15,10 @@ from vireid.eval.protocols import samples_to_extract
 from vireid.loader.settings import EVAL_BATCH_SIZE, Backend
 from vireid.loader.source import ShardBytes
 from vireid.shards.checksums import check_checksums
-from vireid.train.checkpoint import load_checkpoint, load_weights
+from vireid.train.checkpoint import load_weights
 from vireid.train.device import resolve_amp, resolve_device
 from vireid.train.evaluation import FEATURES, score, scoring_plan
+from vireid.train.imported import read_model_checkpoint
 from vireid.train.methods import get_method
 
 log = logging.getLogger(__name__)
@@ -30,15 +33,15 @@ class EvaluationSettings:
     kinds: tuple[str, ...] = FEATURES
     loader: LoaderKind = LoaderKind.DALI
     device: Device = Device.AUTO
-    amp: Amp = Amp.AUTO
+    amp: Amp = Amp.OFF  # float32 features, as the original; mixed precision is opt-in
     batch_size: int = EVAL_BATCH_SIZE
     channels_last: bool = True
     num_threads: int | None = None
     verify: bool = True  # the shards' sha256 first
 
 
-def evaluate_checkpoint(shards, checkpoint,
-                        settings: EvaluationSettings | None = None) -> list[dict]:
+def evaluate_checkpoint(shards, checkpoint, settings: EvaluationSettings | None = None,
+                        on_checkpoint: Callable[[str], None] | None = None) -> list[dict]:
     """Rows per trial and their mean for each feature kind.
 
     The shards' sha256 are checked first (``verify``). Test images are resized to the size the
@@ -46,7 +49,7 @@ def evaluate_checkpoint(shards, checkpoint,
     does), with a warning: scores at a size the model never saw would be silently worse.
     """
     settings = settings or EvaluationSettings()
-    state = load_checkpoint(checkpoint)
+    state = read_model_checkpoint(checkpoint)
     with ShardBytes(shards) as source:
         manifest = source.manifest
         if settings.verify:
@@ -62,7 +65,20 @@ def evaluate_checkpoint(shards, checkpoint,
             channels_last=settings.channels_last,
             backend=Backend(device.type, device.index or 0, settings.num_threads),
             size=_test_size(state, manifest, shards))
-        return score(manifest, protocol, features, trials, settings.kinds)
+        rows = score(manifest, protocol, features, trials, settings.kinds)
+    if on_checkpoint:  # after the work: a failure stays one line
+        on_checkpoint(describe(state, checkpoint))
+    return rows
+
+
+def describe(state: dict, path) -> str:
+    """Which model is evaluated: the file, its epoch, and how it was selected."""
+    epoch = int(state["epoch"])
+    epochs = state.get("config", {}).get("epochs")
+    of = f" of {epochs}" if epochs else ""
+    selected = state.get("selected_on") or "the last epoch written"
+    kind = f"{state['format']} checkpoint " if state.get("format") == "original AGW" else ""
+    return f"evaluating {kind}{path}: epoch {epoch + 1}{of} ({selected})"
 
 
 def _trained_view(state: dict) -> str | None:
@@ -91,3 +107,35 @@ def _test_size(state: dict, manifest, shards) -> tuple[int, int] | None:
                 "resizing the test images to %d×%d", shards, trained[1], trained[0],
                 stored[1], stored[0], trained[1], trained[0])
     return trained
+
+
+def evaluate_trial_runs(shards, folder, settings: EvaluationSettings | None = None,
+                        on_checkpoint: Callable[[str], None] | None = None) -> list[dict]:
+    """Each trial of a ``--trial all`` folder scored with its own model, in every direction
+    (or ``settings.protocol``), then the mean over the trials per direction and feature."""
+    from vireid.shards.manifest import load_manifest
+    from vireid.train.trials import trial_checkpoints
+
+    settings = settings or EvaluationSettings()
+    manifest = load_manifest(shards)
+    names = [settings.protocol] if settings.protocol else [p.name for p in manifest.protocols]
+    rows = []
+    for name in names:
+        scored = []
+        for trial, checkpoint in trial_checkpoints(folder).items():
+            one = dataclasses.replace(settings, protocol=name, trial=trial)
+            scored += evaluate_checkpoint(shards, checkpoint, one, on_checkpoint)
+            settings = dataclasses.replace(settings, verify=False)  # the shards checked once
+        rows += scored + _means(scored)
+    return rows
+
+
+def _means(rows: list[dict]) -> list[dict]:
+    """The mean row of each (protocol, feature) over its trials."""
+    means = []
+    for key in dict.fromkeys((r["protocol"], r["feature"]) for r in rows):
+        group = [r for r in rows if (r["protocol"], r["feature"]) == key]
+        metrics = [k for k in group[0] if k not in ("protocol", "feature", "trial")]
+        means.append({"protocol": key[0], "feature": key[1], "trial": "mean",
+                      **{k: sum(r[k] for r in group) / len(group) for k in metrics}})
+    return means

@@ -12,7 +12,16 @@ import dataclasses
 from dataclasses import dataclass, field, fields
 from enum import Enum
 
-from vireid.choices import Amp, Arch, CpuAugment, Device, LoaderKind, Method
+from vireid.choices import (
+    Amp,
+    Arch,
+    CpuAugment,
+    Device,
+    LoaderKind,
+    Method,
+    Recipe,
+    SamplerOrder,
+)
 from vireid.errors import VireidError
 from vireid.loader.settings import EVAL_BATCH_SIZE, Backend, Sampling
 
@@ -34,6 +43,7 @@ class ModelSettings:
     method: Method = Method.AGW
     arch: Arch = Arch.RESNET50
     pretrained: str = "torchvision"  # "torchvision", "none" or the PATH of a state dict
+    init: str | None = None  # start from this checkpoint's weights (vireid's or the original's)
 
 
 @dataclass(frozen=True)
@@ -51,9 +61,19 @@ class LoaderSettings:
 
 @dataclass(frozen=True)
 class Evaluation:
-    every: int = 2  # evaluate every N epochs and after the last
+    every: int = 2  # evaluate every N epochs (see ``original_schedule``)
     protocol: str | None = None  # None: the dataset's default protocol
     batch_size: int = EVAL_BATCH_SIZE
+    # False: after epochs N, 2N, … counted from 1, and after the last. True, as the original's
+    # training script: after 0-based epochs N, 2N, … (2, 4, …, 80), not after epoch 0.
+    original_schedule: bool = False
+    first_trial_only: bool = False  # score gallery trial 0 only, as the original's script
+
+    def due(self, epoch: int, epochs: int) -> bool:
+        """Whether to evaluate after 0-based ``epoch`` of ``epochs``."""
+        if self.original_schedule:
+            return epoch > 0 and epoch % self.every == 0
+        return (epoch + 1) % self.every == 0 or epoch + 1 == epochs
 
 
 @dataclass(frozen=True)
@@ -72,10 +92,13 @@ class RunSettings:
     max_steps: int | None = None  # cut every epoch short (smoke runs and tests)
     resume: bool = False
     verify: bool = True  # the shards' sha256 against the manifest before training
+    recipe: Recipe = Recipe.VIREID  # recorded; its settings are applied by ``with_recipe``
 
 
 # flat names (config.json, command-line options) that differ from the group's field name
 RENAMED = {"sampler": ("sampling", "order"), "eval_every": ("evaluation", "every"),
+           "eval_original_schedule": ("evaluation", "original_schedule"),
+           "eval_first_trial_only": ("evaluation", "first_trial_only"),
            "eval_protocol": ("evaluation", "protocol"),
            "eval_batch_size": ("evaluation", "batch_size"), "loader": ("loader", "kind")}
 
@@ -123,12 +146,30 @@ class TrainConfig:
             grouped[group][attribute] = _typed(group, attribute, name, value)
         return cls(**{g: _group_class(g)(**v) for g, v in grouped.items() if v or g != "run"})
 
+    @classmethod
+    def with_recipe(cls, recipe: Recipe, **values) -> TrainConfig:
+        """``from_flat`` after filling the settings ``recipe`` changes (``RECIPES``) that
+        ``values`` leaves unset (None); settings given explicitly win."""
+        recipe = Recipe.parse(recipe, "recipe")
+        filled = {k: v for k, v in values.items() if v is not None}
+        for name, value in RECIPES[recipe].items():
+            filled.setdefault(name, value)
+        return cls.from_flat(recipe=recipe, **filled)
+
     def compatible_keys(self) -> tuple[str, ...]:
         """Settings a resumed run must share with the run that wrote the checkpoint (the data
         itself is compared by its identity: dataset, manifest hash, view)."""
         return ("batch_ids", "num_pos", "method", "arch", "seed", "replace", "sampler", "lr",
                 "momentum", "weight_decay", "warmup_epochs", "milestones", "max_steps")
 
+
+# What ``--recipe original`` changes (flat names): everything where vireid's defaults differ
+# from the original's training script. Options given explicitly still win.
+RECIPES = {
+    Recipe.VIREID: {},
+    Recipe.ORIGINAL: {"sampler": SamplerOrder.ORIGINAL, "amp": Amp.OFF,
+                      "eval_original_schedule": True, "eval_first_trial_only": True},
+}
 
 GROUPS = {"run": RunSettings, "sampling": Sampling, "optimisation": Optimisation,
           "model": ModelSettings, "loader": LoaderSettings, "evaluation": Evaluation}

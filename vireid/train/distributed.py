@@ -63,14 +63,6 @@ def barrier() -> None:
         dist.barrier()
 
 
-def average(tensor: torch.Tensor) -> torch.Tensor:
-    """Mean over ranks (in place); a no-op in a single process."""
-    if dist.is_initialized():
-        dist.all_reduce(tensor)
-        tensor /= dist.get_world_size()
-    return tensor
-
-
 def broadcast_buffers(module: torch.nn.Module, env: DistEnv) -> None:
     """Give every rank rank 0's buffers (BatchNorm running statistics drift apart per rank),
     so that all ranks evaluate the model that rank 0 saves."""

@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 
 from vireid.errors import VireidError
-from vireid.train.losses import agw_losses
+from vireid.train.methods import get_method
 
 
 class NonFiniteLoss(VireidError):
@@ -38,6 +38,7 @@ def train_one_epoch(model, loader, optimizer, scaler, *, device: torch.device, a
                     max_steps: int | None = None,
                     on_log: Callable[[dict], None] | None = None) -> dict:
     """Train over one epoch of ``loader``; returns mean losses, accuracy and images/s."""
+    spec = get_method(method)  # what the loss is: the method's business
     model.train()
     sums = torch.zeros(4, device=device)  # total, id, triplet, correct
     images = steps = 0
@@ -47,7 +48,7 @@ def train_one_epoch(model, loader, optimizer, scaler, *, device: torch.device, a
         with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
                             enabled=amp_dtype is not None):
             pooled, logits = model(visible, infrared)
-            losses = agw_losses(pooled, logits, labels, method)
+            losses = spec.losses(pooled, logits, labels)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(losses["total"]).backward()
         scaler.step(optimizer)
@@ -98,8 +99,8 @@ def _check_finite(stats: dict, batch: dict) -> None:
     if not all(map(_finite, (stats["loss"], stats["loss_id"], stats["loss_triplet"]))):
         raise NonFiniteLoss(f"epoch {batch['epoch']} step {batch['step']}",
                             "the loss became NaN or infinite; stopping (the last checkpoint "
-                            "is from the previous epoch and is kept). Try a lower --lr or "
-                            "--amp off")
+                            "is from the previous epoch and is kept). Try a lower learning rate "
+                            "or float32 (amp off)")
 
 
 def _finite(value: float) -> bool:

@@ -33,13 +33,21 @@ def scoring_plan(manifest, protocol_name: str | None, view_name: str | None,
 
 
 def score(manifest, protocol, features, trials, kinds=FEATURES) -> list[dict]:
-    """Per-trial rows and the mean row, for each feature kind."""
+    """Per-trial rows and, over several trials, their mean row, for each feature kind (one
+    trial is labelled with its number, never "mean")."""
     rows = []
     for kind in kinds:
         results = run_protocol(manifest, protocol, features, kind, trials)
         rows += [{"protocol": protocol.name, **r.row()} for r in results]
-        rows.append({"protocol": protocol.name, **mean_row(results)})
+        if len(results) > 1:
+            rows.append({"protocol": protocol.name, **mean_row(results)})
     return rows
+
+
+def summary_rows(rows: list[dict]) -> list[dict]:
+    """What a report shows: the mean rows, or each row where a protocol scored one trial."""
+    keys = {(r["protocol"], r["feature"]) for r in rows if r["trial"] == "mean"}
+    return [r for r in rows if r["trial"] == "mean" or (r["protocol"], r["feature"]) not in keys]
 
 
 class RunEvaluation:
@@ -52,6 +60,8 @@ class RunEvaluation:
         manifest = source.manifest
         self.protocol, self.trials = scoring_plan(manifest, config.evaluation.protocol,
                                                   view_name)
+        if config.evaluation.first_trial_only and self.trials is None:
+            self.trials = [self.protocol.trials[0].trial]  # the original's gallery trial 0
         self.wanted = samples_to_extract(manifest, self.protocol, self.trials)
 
     def __call__(self, model, device, amp_dtype) -> list[dict]:

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import torch
 
+from vireid.train.best import BestOnTest
 from vireid.train.checkpoint import rng_state, save_checkpoint
 from vireid.train.device import PRECISIONS
 from vireid.train.distributed import barrier, broadcast_buffers
 from vireid.train.engine import train_one_epoch
+from vireid.train.evaluation import summary_rows
 from vireid.train.preflight import ManifestWatch
 from vireid.train.reporting import RunLog, library_versions
 from vireid.train.run_folder import checkpoint_path
@@ -50,6 +52,8 @@ class EpochLoop:
         self.watch = ManifestWatch(config.run.shards)
         self.log = RunLog(self.out, config, library_versions(), fresh=not config.run.resume) \
             if env.is_main else None
+        self.best = BestOnTest(self.out, config.run.resume) if env.is_main else None
+        self._payload: dict = {}
 
     def run(self, start: int) -> RunResult:
         evaluations, epochs = [], self.config.epochs
@@ -57,7 +61,7 @@ class EpochLoop:
             for epoch in range(start, epochs):
                 self.watch.check()
                 self._train(epoch)
-                if (epoch + 1) % self.config.evaluation.every == 0 or epoch + 1 == epochs:
+                if self.config.evaluation.due(epoch, epochs):
                     self.watch.check()
                     evaluations = self._evaluate(epoch)
         finally:
@@ -88,19 +92,24 @@ class EpochLoop:
         broadcast_buffers(model, self.env)
         # the plain module: no DDP collective per forward, ranks may run unequal batches
         rows = self.parts.evaluate(model, self.device, PRECISIONS[self.mode])
+        shown = summary_rows(rows)
         for row in rows:
-            self.log.evaluation({"epoch": epoch, **row})
+            self.log.evaluation({"epoch": epoch, **row}, summary=row in shown)
         if rows:
             self.reporter.evaluation(epoch, rows)
+            best = self.best.update(epoch, rows, self._payload)
+            if best:
+                self.log.best(best)
         return rows
 
     def _save(self, epoch: int) -> None:
         config, parts = self.config, self.parts
-        save_checkpoint({
+        self._payload = {
             "epoch": epoch, "config": config.to_dict(), "model": plain(parts.model).state_dict(),
             "num_classes": parts.loader.num_classes, "arch": str(config.model.arch),
             "method": str(config.model.method), "optimizer": parts.optimizer.state_dict(),
             "scheduler": parts.scheduler.state_dict(), "scaler": parts.scaler.state_dict(),
             "loader": parts.loader.state_dict(), "precision": self.mode,
             "rng": rng_state(self.device), "data": self.identity.to_dict(),
-        }, checkpoint_path(self.out))
+        }
+        save_checkpoint(self._payload, checkpoint_path(self.out))

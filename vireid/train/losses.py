@@ -55,11 +55,3 @@ def hard_triplet(features: torch.Tensor, labels: torch.Tensor,
         hardest_positive = dist.masked_fill(~same, float("-inf")).max(dim=1).values
         hardest_negative = dist.masked_fill(same, float("inf")).min(dim=1).values
         return F.relu(hardest_positive - hardest_negative + margin).mean()
-
-
-def agw_losses(pooled: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor,
-               method: str = "agw") -> dict[str, torch.Tensor]:
-    """Named loss tensors of ``method`` (see ``vireid.train.methods``)."""
-    from vireid.train.methods import get_method
-
-    return get_method(method).losses(pooled, logits, labels)

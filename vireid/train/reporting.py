@@ -106,9 +106,15 @@ class RunLog:
             for key in ("loss", "loss_id", "loss_triplet", "accuracy", "lr", "images_per_s"):
                 self._writer.add_scalar(f"train/{key}", row[key], row["epoch"])
 
-    def evaluation(self, row: dict) -> None:
+    def best(self, row: dict) -> None:
+        """The best evaluation so far on the test set (see ``vireid.train.best``)."""
+        self._append(row)
+
+    def evaluation(self, row: dict, summary: bool = False) -> None:
+        """One row; ``summary`` rows (the mean, or the one scored trial) also go to
+        TensorBoard."""
         self._append({"kind": "eval", **row})
-        if self._writer and row.get("trial") == "mean":
+        if self._writer and summary:
             prefix = f"eval/{row['protocol']}/{row['feature']}"
             for key in ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP"):
                 self._writer.add_scalar(f"{prefix}/{key}", row[key], row["epoch"])

@@ -29,6 +29,7 @@ from vireid.train.device import (
 )
 from vireid.train.distributed import DistEnv, init_distributed, shutdown, wrap_model
 from vireid.train.evaluation import RunEvaluation
+from vireid.train.imported import init_weights
 from vireid.train.loop import EpochLoop, RunParts, RunResult, plain
 from vireid.train.methods import get_method
 from vireid.train.preflight import DataIdentity, check_data, check_same_data
@@ -67,6 +68,9 @@ def _run(config: TrainConfig, env: DistEnv, reporter: Reporter, device: torch.de
     run = config.run
     if device.type == "cuda":
         configure_cuda(run.deterministic)
+    if run.resume and config.model.init:
+        raise VireidError(config.model.init, "a resumed run continues from its own checkpoint; "
+                          "initial weights are for a new run")
     saved = load_checkpoint(checkpoint_path(run.out)) if run.resume else None
     if saved:
         _check_resumable(config, saved, identity)
@@ -128,7 +132,10 @@ def _build(config: TrainConfig, loader, device: torch.device, amp_dtype,
     run, optimisation = config.run, config.optimisation
     method = get_method(config.model.method)
     model = method.build_model(loader.num_classes, config.model.arch,
-                               pretrained=config.model.pretrained).to(device)
+                               pretrained=config.model.pretrained)
+    if config.model.init:
+        init_weights(model, config.model.init)
+    model = model.to(device)
     if run.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if run.compile:

@@ -1,0 +1,71 @@
+"""Datasets trained per trial (RegDB): the ten models of a published figure, as one job.
+
+``vireid-train --trial all`` trains one model per trial into ``OUT/trial-<N>``; with
+``--resume`` finished trials are skipped, an interrupted one continues and the rest start, so
+the whole job resumes like one run. ``vireid-test --checkpoint OUT`` scores each trial with its
+own model, in every direction, and averages the trials, as RegDB's published numbers do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from vireid.errors import VireidError
+from vireid.shards.manifest import load_manifest
+from vireid.train.checkpoint import load_checkpoint
+from vireid.train.run_folder import checkpoint_path
+
+log = logging.getLogger(__name__)
+
+
+def trial_folder(out, trial: int) -> Path:
+    return Path(out) / f"trial-{trial}"
+
+
+def per_trial(shards) -> list[int]:
+    """The trials of a dataset trained per trial; a one-line error for the others."""
+    manifest = load_manifest(shards)
+    if not manifest.trial_views:
+        raise VireidError(shards, f"{manifest.dataset} has one training set: every trial is "
+                          "trained by one run (train without a trial)")
+    return [trial for trial, _ in manifest.trial_views]
+
+
+def train_every_trial(config, train: Callable, say: Callable[[str], None] = log.info) -> dict:
+    """``train(config)`` for each trial into its own folder; returns {trial: result}."""
+    results = {}
+    for trial in per_trial(config.run.shards):
+        out = trial_folder(config.run.out, trial)
+        resume = config.run.resume and checkpoint_path(out).is_file()
+        if resume and _finished(out, config.epochs):
+            say(f"trial {trial}: finished ({out}), skipped")
+            continue
+        say(f"trial {trial}: {'resuming' if resume else 'training'} into {out}")
+        results[trial] = train(_for_trial(config, trial, out, resume))
+    return results
+
+
+def _for_trial(config, trial: int, out: Path, resume: bool):
+    run = dataclasses.replace(config.run, out=str(out), resume=resume)
+    sampling = dataclasses.replace(config.sampling, trial=trial)
+    return dataclasses.replace(config, run=run, sampling=sampling)
+
+
+def _finished(out: Path, epochs: int) -> bool:
+    return int(load_checkpoint(checkpoint_path(out))["epoch"]) + 1 >= epochs
+
+
+def trial_checkpoints(folder) -> dict[int, Path]:
+    """``FOLDER/trial-<N>/checkpoints/last.pt`` of a ``--trial all`` job, by trial."""
+    found = {}
+    for path in sorted(Path(folder).glob("trial-*")):
+        number = path.name.removeprefix("trial-")
+        if number.isdigit() and checkpoint_path(path).is_file():
+            found[int(number)] = checkpoint_path(path)
+    if not found:
+        raise VireidError(folder, "holds no trial-<N>/checkpoints/last.pt (a `--trial all` "
+                          "training folder)")
+    return dict(sorted(found.items()))
