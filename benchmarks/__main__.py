@@ -16,7 +16,7 @@ import datetime
 import platform
 from pathlib import Path
 
-from benchmarks import evaluation, loader, metrics, shard_build, train_step
+from benchmarks import evaluation, loader, metrics, precision, shard_build, train_step
 from benchmarks.report import write_report
 
 RESULTS = Path(__file__).parent / "results"
@@ -27,6 +27,7 @@ FULL = {
     "train_step": ["--compile"],
     "evaluation": [],
     "metrics": [],
+    "precision": [],
 }
 QUICK = {
     "shard_build": ["--ids", "8", "--images-per-camera", "1", "--repeats", "1"],
@@ -38,9 +39,10 @@ QUICK = {
                    "--repeats", "1", "--no-end-to-end"],
     "evaluation": ["--ids", "8", "--arch", "resnet18", "--repeats", "1"],
     "metrics": ["--queries", "60", "--gallery", "20", "--trials", "2", "--repeats", "1"],
+    "precision": ["--seeds", "1", "--queries", "60", "--gallery", "20", "--dim", "64"],
 }
 RUNNERS = {"shard_build": shard_build, "loader": loader, "train_step": train_step,
-           "evaluation": evaluation, "metrics": metrics}
+           "evaluation": evaluation, "metrics": metrics, "precision": precision}
 
 
 def main(argv=None) -> Path:
@@ -58,7 +60,8 @@ def main(argv=None) -> Path:
     results.unlink(missing_ok=True)
     sizes = QUICK if args.quick else FULL
     for name in args.only or list(RUNNERS):
-        extra = ["--work", str(args.work)] if name not in ("metrics", "shard_build") else []
+        extra = ["--work", str(args.work)] if name not in ("metrics", "shard_build",
+                                                           "precision") else []
         RUNNERS[name].main([*sizes[name], *extra, "--results", str(results)])
     return write_report(results, args.out / f"{stem}.md")
 

@@ -15,12 +15,15 @@ SECTIONS = [
     ("shard_build", "Shard building"),
     ("evaluation", "Evaluation: feature extraction for the SYSU 10-trial protocol"),
     ("metrics", "Metrics: SYSU 10 trials"),
+    ("precision", "Metrics with float32 against float64 distances (same float32 features)"),
 ]
 COLUMNS = {
     "startup": ["name", "dataset_images", "seconds_to_ready", "seconds_to_first_batch",
                 "seconds_to_first_batch_with_imports", "rss_after_imports_mb", "rss_mb",
                 "data_rss_mb", "peak_rss_mb", "peak_rss_children_mb"],
     "loader_scaling": ["name", "threads", "images_per_s", "images_per_s_per_thread"],
+    "precision": ["name", "cases", "queries", "gallery", "rank1_mean", "max_rank1_delta",
+                  "max_mAP_delta", "max_mINP_delta", "cases_changed"],
 }
 DEFAULT = ["name", "device", "threads", "images_per_s", "ratio_to_original", "seconds_median",
            "mean_encoded_kb", "fraction_of_decode_ceiling", "target", "target_met"]
