@@ -109,3 +109,19 @@ def test_vireid_test_extracts_float32_features_by_default():
     from vireid.train.checkpoint_eval import EvaluationSettings
 
     assert EvaluationSettings().amp == "off"
+
+
+def test_random_erasing_can_be_switched_off_without_moving_other_draws(shard_dir):
+    """The published SYSU and RegDB rows come from code without random erasing."""
+    from tests.loaders import train_loader
+
+    shards = shard_dir("sysu", "raw", **TINY)
+    with_erasing = train_loader("reference", shards, batch_ids=4, num_pos=2, seed=3)
+    without = train_loader("reference", shards, batch_ids=4, num_pos=2, seed=3, erase_prob=0.0)
+    for step in range(3):
+        a, b = with_erasing.plan(0, step).params, without.plan(0, step).params
+        assert (b.erase == 0).all()
+        assert (a.top == b.top).all() and (a.left == b.left).all() and (a.flip == b.flip).all()
+    assert any((with_erasing.plan(0, s).params.erase[:, 2] > 0).any() for s in range(3))
+    config = TrainConfig.from_flat(shards="s", out="o", erase_prob=0.0)
+    assert config.sampling.erase_prob == 0.0 and "erase_prob" in config.compatible_keys()

@@ -138,6 +138,10 @@ def train(
     replace: bool = typer.Option(Sampling.replace, help="Draw an identity's K images with "
                                  "replacement (the original) or without (--no-replace: every "
                                  "identity needs K images per modality)."),
+    erase_prob: float = typer.Option(Sampling.erase_prob, min=0.0, max=1.0, help="Random "
+                                     "erasing probability: 0.5 (the AGW recipe) or 0 (none, "
+                                     "as the code behind the published SYSU and RegDB "
+                                     "numbers)."),
     eval_every: int = typer.Option(Evaluation.every, min=1, help="Evaluate every N epochs "
                                    "and at the end."),
     eval_batch_size: int = typer.Option(Evaluation.batch_size, min=1, max=4096,
@@ -180,7 +184,8 @@ def train(
         channels_last=channels_last, compile=compile, deterministic=deterministic,
         sync_bn=sync_bn, log_every=log_every, max_steps=max_steps, resume=resume,
         verify=verify, batch_ids=batch_ids, num_pos=num_pos, seed=seed, replace=replace,
-        sampler=sampler, trial=None if trial == "all" else trial, epochs=epochs, lr=lr,
+        sampler=sampler, trial=None if trial == "all" else trial, erase_prob=erase_prob,
+        epochs=epochs, lr=lr,
         weight_decay=weight_decay,
         warmup_epochs=warmup_epochs, milestones=tuple(milestones), method=method, arch=arch,
         pretrained=pretrained, init=str(init) if init else None, loader=loader,

@@ -41,17 +41,22 @@ def identity_params(count: int) -> AugmentParams:
                          np.zeros((count, 4), dtype=np.int32))
 
 
-def draw_params(rng: np.random.Generator, count: int, height: int, width: int) -> AugmentParams:
+def draw_params(rng: np.random.Generator, count: int, height: int, width: int,
+                erase_prob: float = ERASE_P) -> AugmentParams:
+    """Crop corners, flips and erase boxes of ``count`` images. The same random numbers are
+    drawn whatever ``erase_prob`` is, so other parameters do not change with it."""
     top = rng.integers(0, 2 * PAD + 1, count).astype(np.int32)
     left = rng.integers(0, 2 * PAD + 1, count).astype(np.int32)
     flip = rng.random(count) < FLIP_P
-    erase = np.array([_erase_box(rng, height, width) for _ in range(count)], dtype=np.int32)
+    erase = np.array([_erase_box(rng, height, width, erase_prob) for _ in range(count)],
+                     dtype=np.int32)
     return AugmentParams(top, left, flip, erase.reshape(count, 4))
 
 
-def _erase_box(rng: np.random.Generator, height: int, width: int) -> tuple[int, int, int, int]:
+def _erase_box(rng: np.random.Generator, height: int, width: int,
+               probability: float = ERASE_P) -> tuple[int, int, int, int]:
     """The original's RandomErasing box (mean 0), or an empty box when it does not fire."""
-    if rng.random() >= ERASE_P:
+    if rng.random() >= probability:
         return (0, 0, 0, 0)
     for _ in range(ERASE_ATTEMPTS):
         area = rng.uniform(*ERASE_AREA) * height * width

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vireid.loader.augment import AugmentParams, draw_params, identity_params
+from vireid.loader.augment import ERASE_P, AugmentParams, draw_params, identity_params
 from vireid.loader.sampler import AUGMENT_STREAM, IdentitySampler, step_rng
 
 
@@ -25,12 +25,13 @@ class StepPlan:
 
 
 def plan_step(sampler: IdentitySampler, epoch: int, step: int, *, augment: bool, height: int,
-              width: int, rank: int = 0, world_size: int = 1) -> StepPlan:
+              width: int, rank: int = 0, world_size: int = 1,
+              erase_prob: float = ERASE_P) -> StepPlan:
     drawn = sampler.step(epoch, step, rank, world_size)
     per_modality = sampler.batch_ids * sampler.num_pos
     if augment:
         rng = step_rng(sampler.seed, epoch, step, AUGMENT_STREAM)
-        params = draw_params(rng, 2 * per_modality, height, width)
+        params = draw_params(rng, 2 * per_modality, height, width, erase_prob)
     else:
         params = identity_params(2 * per_modality)
     share = len(drawn.labels)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vireid.choices import CpuAugment, SamplerOrder
+from vireid.loader.augment import ERASE_P
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,9 @@ class Sampling:
     replace: bool = True  # K images drawn with replacement, as the original
     order: SamplerOrder = SamplerOrder.EPOCH
     trial: int | None = None  # the training view of datasets trained per trial (RegDB)
+    # random erasing probability (0: none, as the code behind the published SYSU and RegDB
+    # AGW numbers; 0.5: the AGW recipe vireid follows)
+    erase_prob: float = ERASE_P
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,7 @@ class TrainLoaderBase:
             self.view, batch_ids=sampling.batch_ids, num_pos=sampling.num_pos,
             seed=sampling.seed, replace=sampling.replace, order=sampling.order)
         self.augment, self.rank, self.world_size = augment, rank, world_size
+        self.erase_prob = sampling.erase_prob
         self.height, self.width = manifest.height, manifest.width
         self.per_rank = sampling.batch_ids * sampling.num_pos // world_size
         self.sampler.step(0, 0, rank, world_size)  # fail now on an impossible split
@@ -94,7 +95,8 @@ class TrainLoaderBase:
         return self.sampler.steps_per_epoch
 
     def plan(self, epoch: int, step: int) -> StepPlan:
-        return plan_step(self.sampler, epoch, step, augment=self.augment, height=self.height,
+        return plan_step(self.sampler, epoch, step, augment=self.augment,
+                         erase_prob=self.erase_prob, height=self.height,
                          width=self.width, rank=self.rank, world_size=self.world_size)
 
     def seek(self, epoch: int, step: int = 0) -> None:

@@ -160,7 +160,8 @@ class TrainConfig:
         """Settings a resumed run must share with the run that wrote the checkpoint (the data
         itself is compared by its identity: dataset, manifest hash, view)."""
         return ("batch_ids", "num_pos", "method", "arch", "seed", "replace", "sampler", "lr",
-                "momentum", "weight_decay", "warmup_epochs", "milestones", "max_steps")
+                "momentum", "weight_decay", "warmup_epochs", "milestones", "max_steps",
+                "erase_prob")
 
 
 # What ``--recipe original`` changes (flat names): everything where vireid's defaults differ

@@ -118,7 +118,7 @@ def _check_resumable(config: TrainConfig, state: dict, identity: DataIdentity) -
     check_same_data(identity, state, where, config.run.shards)
     saved, mine = state["config"], config.to_dict()
     for key in config.compatible_keys():
-        if saved.get(key) != mine[key]:
+        if key in saved and saved[key] != mine[key]:  # a setting older runs lack: not checked
             raise VireidError(where, f"was written with {key}={saved.get(key)!r}, this run "
                               f"has {mine[key]!r}")
     if int(state["epoch"]) + 1 >= config.epochs:
