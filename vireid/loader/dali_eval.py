@@ -16,8 +16,8 @@ from vireid.loader.dali_pipes import eval_pipeline, import_dali
 from vireid.loader.handoff import run_pipeline, to_torch
 from vireid.loader.plan import eval_share
 from vireid.loader.settings import EVAL_BATCH_SIZE, Backend
-from vireid.loader.source import ShardBytes
-from vireid.loader.train_base import default_threads, open_source
+from vireid.loader.source import ShardBytes, UsesShards, open_source
+from vireid.loader.train_base import default_threads
 from vireid.shards.encode import Encoding
 
 
@@ -41,7 +41,7 @@ class EvalSource:
         return [d.reshape(self.shape) for d in data] if self.raw else data
 
 
-class EvalLoader:
+class EvalLoader(UsesShards):
     """Batches of the requested samples in storage order: ``images`` (N,3,H,W) fp16
     channels-last and ``samples`` (their global numbers). With ``num_shards`` > 1 this rank
     reads its contiguous slice (``eval_share``)."""
@@ -94,11 +94,4 @@ class EvalLoader:
         """Release the pipeline and the shard files it opened (also done when iterating
         fails)."""
         self._pipe = None
-        if self._owns_source:
-            self.source.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+        super().close()

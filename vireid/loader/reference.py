@@ -20,8 +20,8 @@ from vireid.constants import IMAGENET_MEAN, IMAGENET_STD
 from vireid.loader.augment import PAD, AugmentParams
 from vireid.loader.plan import eval_share
 from vireid.loader.settings import EVAL_BATCH_SIZE
-from vireid.loader.source import ShardBytes, decode_problem
-from vireid.loader.train_base import TrainLoaderBase, open_source
+from vireid.loader.source import ShardBytes, UsesShards, decode_problem, open_source
+from vireid.loader.train_base import TrainLoaderBase
 from vireid.shards.encode import Encoding
 
 
@@ -74,7 +74,7 @@ class ReferenceTrainLoader(TrainLoaderBase):
             yield batch[:self.per_rank], batch[self.per_rank:]
 
 
-class ReferenceEvalLoader:
+class ReferenceEvalLoader(UsesShards):
     """In-order evaluation batches: resize (a no-op on pre-resized shards) and normalise."""
 
     def __init__(self, shards: ShardBytes | Path | str, samples, *,
@@ -89,15 +89,6 @@ class ReferenceEvalLoader:
     def __len__(self) -> int:
         return -(-len(self.samples) // self.batch_size)
 
-    def close(self) -> None:
-        if self._owns_source:
-            self.source.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def __iter__(self):
         for start in range(0, len(self.samples), self.batch_size):

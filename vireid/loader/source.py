@@ -21,6 +21,31 @@ from vireid.shards.manifest import Manifest, load_manifest
 from vireid.shards.tario import parse_index, sha256_file, split_member
 
 
+def open_source(shards) -> tuple[ShardBytes, bool]:
+    """A shard source and whether the caller opened it (and so must close it)."""
+    if isinstance(shards, ShardBytes):
+        return shards, False
+    return ShardBytes(shards), True
+
+
+class UsesShards:
+    """What every loader shares about its shard source: ``with loader:`` or ``close()``
+    releases the shard files it opened itself (a source passed in stays open)."""
+
+    source: ShardBytes
+    _owns_source: bool
+
+    def close(self) -> None:
+        if self._owns_source:
+            self.source.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def decode_problem(data: bytes) -> str | None:
     """Why PIL cannot decode ``data`` (None when it can)."""
     from PIL import Image

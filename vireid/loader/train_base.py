@@ -17,7 +17,7 @@ from vireid.errors import VireidError
 from vireid.loader.plan import StepPlan, plan_step
 from vireid.loader.sampler import IdentitySampler, short_identity
 from vireid.loader.settings import Sampling
-from vireid.loader.source import ShardBytes
+from vireid.loader.source import ShardBytes, UsesShards, open_source
 from vireid.records import TrainView
 from vireid.shards.manifest import Manifest
 
@@ -48,14 +48,7 @@ def split_batch(images, per_modality: int):
     return nchw[:per_modality], nchw[per_modality:]
 
 
-def open_source(shards: ShardBytes | Path | str) -> tuple[ShardBytes, bool]:
-    """A shard source and whether the caller opened it (and so must close it)."""
-    if isinstance(shards, ShardBytes):
-        return shards, False
-    return ShardBytes(shards), True
-
-
-class TrainLoaderBase:
+class TrainLoaderBase(UsesShards):
     """``shards``: a shard folder, or a ``ShardBytes`` already open (not closed here)."""
 
     def __init__(self, shards: ShardBytes | Path | str, sampling: Sampling | None = None, *,
@@ -75,17 +68,6 @@ class TrainLoaderBase:
         self.per_rank = sampling.batch_ids * sampling.num_pos // world_size
         self.sampler.step(0, 0, rank, world_size)  # fail now on an impossible split
         self.epoch = self.step = 0
-
-    def close(self) -> None:
-        """Release the pipeline (subclasses) and the shard files this loader opened."""
-        if self._owns_source:
-            self.source.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     @property
     def num_classes(self) -> int:
