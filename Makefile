@@ -7,7 +7,9 @@ BIN := $(VENV)/bin
 DALI ?= cuda130
 DEMO_DIR ?= demo
 
-.PHONY: install demo test lint bench clean
+GPU_RESULTS ?= benchmarks/results
+
+.PHONY: install demo test lint bench gpu-check clean
 
 install: $(BIN)/.installed
 
@@ -28,6 +30,11 @@ lint: install
 
 bench: install
 	$(BIN)/python -m benchmarks
+
+# On a CUDA machine: every gpu-marked test and the GPU benchmark rows, results into
+# $(GPU_RESULTS). Needs no install or network (DALI importable); without CUDA: exit code 2.
+gpu-check:
+	@PYTHONPATH="$(CURDIR):$$PYTHONPATH" $(PYTHON) tools/gpu_check.py --out $(GPU_RESULTS)
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR)
