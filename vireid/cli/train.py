@@ -22,6 +22,7 @@ from vireid.choices import (
 from vireid.cli.checks import increasing_epochs, positive, trial_choice
 from vireid.cli.common import new_app, stderr, user_errors
 from vireid.cli.tables import render_rows
+from vireid.errors import VireidError
 from vireid.loader.settings import Sampling
 from vireid.train.config import (
     Evaluation,
@@ -75,7 +76,12 @@ class ProgressReporter(Reporter):
 
 @app.command()
 def train(
-    shards: Path = typer.Option(..., help="Shard folder written by `vireid-shard build`."),
+    ctx: typer.Context,
+    config_file: Path = typer.Option(None, "--config", help="Read settings from this JSON or "
+                                     "TOML file (named as in a run's config.json, which works "
+                                     "as it is); options given here override it."),
+    shards: Path = typer.Option(None, help="Shard folder written by `vireid-shard build` "
+                                "(required unless --config or --resume provides it)."),
     out: Path = typer.Option(..., help="Run folder: config, metrics.jsonl, tb/, checkpoints/. "
                              "A new run needs a new or empty folder; one run at a time."),
     trial: str = typer.Option(Sampling.trial, callback=trial_choice, help="RegDB trial to "
@@ -176,32 +182,60 @@ def train(
                               "(one per GPU; gloo on CPU). Or start vireid-train under "
                               "torchrun yourself."),
 ) -> None:
-    """Train and evaluate; `--resume` continues an interrupted run exactly."""
+    """Train and evaluate; `--resume` continues an interrupted run exactly (with the settings
+    of its config.json: an option that disagrees with them is refused)."""
     from vireid.train.runner import run_training
 
-    config = TrainConfig.with_recipe(
-        recipe, shards=str(shards), out=str(out), device=device, amp=amp,
-        channels_last=channels_last, compile=compile, deterministic=deterministic,
-        sync_bn=sync_bn, log_every=log_every, max_steps=max_steps, resume=resume,
-        verify=verify, batch_ids=batch_ids, num_pos=num_pos, seed=seed, replace=replace,
-        sampler=sampler, trial=None if trial == "all" else trial, erase_prob=erase_prob,
-        epochs=epochs, lr=lr,
-        weight_decay=weight_decay,
-        warmup_epochs=warmup_epochs, milestones=tuple(milestones), method=method, arch=arch,
-        pretrained=pretrained, init=str(init) if init else None, loader=loader,
-        cpu_augment=cpu_augment,
-        num_threads=num_threads, eval_every=eval_every, eval_protocol=protocol,
-        eval_batch_size=eval_batch_size)
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
         launch_torchrun(nproc, sys.argv[1:])
         return
     with user_errors():
+        config = build_config(ctx, config_file)
         if trial == "all":
             train_all(config)
             return
         rows = run_training(config, ProgressReporter()).evaluations
     if rows:  # rank 0
         typer.echo(render_rows(summary_rows(rows), title="final"))
+
+
+# command-line options and their names in config.json, where they differ
+FLAT_NAMES = {"protocol": "eval_protocol"}
+NOT_SETTINGS = ("ctx", "config_file", "nproc")
+
+
+def build_config(ctx: typer.Context, config_file: Path | None) -> TrainConfig:
+    """Defaults < the --config file < the options given on the command line; a resumed run
+    starts from its own config.json instead and refuses options that disagree with it."""
+    from vireid.train.config_file import read_config_file, resumed_settings
+
+    explicit = {FLAT_NAMES.get(name, name): _setting(name, value)
+                for name, value in ctx.params.items()
+                if name not in NOT_SETTINGS and _given(ctx, name)}
+    from_file = read_config_file(config_file) if config_file else {}
+    for run_only in ("out", "resume"):  # where and whether: this command's, never a file's
+        from_file.pop(run_only, None)
+    values = {**from_file, **explicit}
+    if values.get("resume"):
+        values = resumed_settings(ctx.params["out"], values)
+    if not values.get("shards"):
+        raise VireidError("--shards", "missing (give it, or a --config file that has it)")
+    return TrainConfig.with_recipe(values.pop("recipe", Recipe.VIREID), **values)
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT") or \
+        name == "out"
+
+
+def _setting(name: str, value):
+    """An option's value as config.json holds it."""
+    if name == "trial" and value == "all":
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return list(value) if isinstance(value, tuple) else value
 
 
 def train_all(config) -> None:

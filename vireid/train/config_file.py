@@ -1,0 +1,78 @@
+"""Configuration files: ``vireid-train --config FILE`` and what ``--resume`` keeps.
+
+A file holds flat settings under the names of ``RUN/config.json`` (the command-line options
+with ``_`` for ``-``; ``eval_protocol`` for ``--protocol``), as JSON or TOML: a run's own
+``config.json`` works as it is. Precedence: the defaults, then the file, then the options given
+on the command line. A resumed run takes its ``config.json``; an option given explicitly that
+disagrees with it is refused (it would otherwise be silently used or silently ignored), except
+the few that may change between sessions of one run (``RESUME_MAY_CHANGE``).
+
+Example: ``vireid-train --config runs/a/config.json --out runs/b --lr 0.05`` repeats run ``a``
+with another learning rate.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import tomllib
+
+from vireid.errors import VireidError
+from vireid.train.config import TrainConfig
+from vireid.train.run_folder import checkpoint_path
+
+# where a run may continue differently: its length, the machine, how fast it reads and logs
+RESUME_MAY_CHANGE = frozenset({"out", "resume", "epochs", "device", "num_threads", "prefetch",
+                               "cpu_augment", "loader", "log_every", "verify", "eval_batch_size",
+                               # compared by what they select (dataset, manifest, view), so
+                               # another path to the same shards or the default trial spelled
+                               # out still resumes
+                               "shards", "trial"})
+
+
+def read_config_file(path) -> dict:
+    """Flat settings from a JSON or TOML file; unknown names are a one-line error."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise VireidError(path, f"cannot read ({error.strerror or error})") from None
+    try:
+        values = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as error:
+        raise VireidError(path, f"not a {'TOML' if path.suffix == '.toml' else 'JSON'} "
+                          f"settings file ({str(error).splitlines()[0][:100]})") from None
+    if not isinstance(values, dict):
+        raise VireidError(path, "must hold a table of settings")
+    known = set(TrainConfig.from_flat(shards="", out="").to_dict())
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise VireidError(path, f"unknown setting {unknown[0]!r} (settings are named as in a "
+                          "run's config.json)")
+    return values
+
+
+def resumed_settings(out, explicit: dict) -> dict:
+    """The run's own settings with the explicitly given ones, refusing a disagreement."""
+    saved_path = Path(out) / "config.json"
+    if not saved_path.is_file():
+        if checkpoint_path(out).is_file():
+            return explicit  # a run folder from before config files: the checkpoint decides
+        raise VireidError(checkpoint_path(out), "nothing to resume (no checkpoint)")
+    saved = read_config_file(saved_path)
+    for name, value in explicit.items():
+        if name in RESUME_MAY_CHANGE or name not in saved:
+            continue
+        if _plain(value) != _plain(saved[name]):
+            raise VireidError(saved_path, f"the run has {name}={saved[name]!r}; a resumed run "
+                              f"keeps its settings, so {name}={_plain(value)!r} is refused "
+                              "(start a new run to change it)")
+    return {**saved, **explicit, "resume": True}
+
+
+def _plain(value):
+    """Comparable form: choices as words, paths as text, tuples as lists."""
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return getattr(value, "value", value) if not isinstance(value, Path) else str(value)
