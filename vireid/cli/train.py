@@ -197,6 +197,9 @@ def train(
         rows = run_training(config, ProgressReporter()).evaluations
     if rows:  # rank 0
         typer.echo(render_rows(summary_rows(rows), title="final"))
+    report = Path(config.run.out) / "report.png"
+    if report.is_file():
+        typer.echo(f"report: {report} (redrawn after each evaluation)")
 
 
 # command-line options and their names in config.json, where they differ

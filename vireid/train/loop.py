@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,8 +15,11 @@ from vireid.train.distributed import barrier, broadcast_buffers
 from vireid.train.engine import train_one_epoch
 from vireid.train.evaluation import summary_rows
 from vireid.train.preflight import ManifestWatch
+from vireid.train.report_plot import write_report
 from vireid.train.reporting import RunLog, library_versions
 from vireid.train.run_folder import checkpoint_path
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -100,7 +104,16 @@ class EpochLoop:
             best = self.best.update(epoch, rows, self._payload)
             if best:
                 self.log.best(best)
+        if self.log:
+            self._report()
         return rows
+
+    def _report(self) -> None:
+        """Redraw RUN/report.png; a plot that fails costs a warning, never the run."""
+        try:
+            write_report(self.out)
+        except Exception as error:  # matplotlib, a full disk, a font: all only cosmetic
+            log.warning("run report not drawn: %s: %s", type(error).__name__, error)
 
     def _save(self, epoch: int) -> None:
         config, parts = self.config, self.parts
