@@ -12,7 +12,7 @@ from PIL import Image
 from vireid.train import loop, report_plot
 from vireid.train.report_plot import DPI, FIGSIZE, write_report
 
-pytest.importorskip("matplotlib", reason="the run report needs matplotlib (vireid[bench])")
+pytest.importorskip("matplotlib", reason="the run report needs matplotlib")
 
 
 def epoch_row(epoch: int) -> dict:
