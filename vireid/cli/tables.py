@@ -5,10 +5,18 @@ from __future__ import annotations
 COLUMNS = ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")
 
 
+def protocol_label(row: dict) -> str:
+    """The protocol column: its name, and "(re-ranked)" when the row was re-ranked."""
+    return f"{row['protocol']} (re-ranked)" if row.get("reranked") else row["protocol"]
+
+
 def render_rows(rows: list[dict], title: str = "") -> str:
-    header = f"{'protocol':<14}{'feature':<8}{'trial':>6}" + "".join(f"{c:>9}" for c in COLUMNS)
+    width = max([14] + [len(protocol_label(r)) + 2 for r in rows])
+    header = f"{'protocol':<{width}}{'feature':<8}{'trial':>6}" \
+        + "".join(f"{c:>9}" for c in COLUMNS)
     lines = [title, header] if title else [header]
     for row in rows:
         values = "".join(f"{100 * row[c]:>9.2f}" for c in COLUMNS)
-        lines.append(f"{row['protocol']:<14}{row['feature']:<8}{str(row['trial']):>6}{values}")
+        lines.append(f"{protocol_label(row):<{width}}{row['feature']:<8}"
+                     f"{str(row['trial']):>6}{values}")
     return "\n".join(lines)

@@ -11,6 +11,7 @@ import typer
 from vireid.choices import Amp, Device, Feature, LoaderKind
 from vireid.cli.common import new_app, user_errors
 from vireid.cli.tables import render_rows
+from vireid.eval.rerank import Rerank
 from vireid.train.checkpoint_eval import EvaluationSettings
 
 app = new_app("Evaluate a vireid checkpoint on the original protocols (all trials).")
@@ -19,11 +20,26 @@ app = new_app("Evaluate a vireid checkpoint on the original protocols (all trial
 @app.command()
 def test(
     shards: Path = typer.Option(..., help="Shard folder written by `vireid-shard build`."),
-    checkpoint: Path = typer.Option(..., help="Checkpoint written by vireid-train "
+    checkpoint: Path = typer.Option(None, help="Checkpoint written by vireid-train "
                                     "(RUN_DIR/checkpoints/last.pt or best.pt), or the folder "
                                     "of a `vireid-train --trial all` job: each RegDB trial "
                                     "scored with its own model, both directions, and the "
-                                    "mean over the trials."),
+                                    "mean over the trials. Exactly one of --checkpoint and "
+                                    "--features."),
+    features: Path = typer.Option(None, "--features", help="Evaluate the features saved by "
+                                  "--save-features instead of a model (the shards still give "
+                                  "the trials and must hold the same test images)."),
+    save_features: Path = typer.Option(None, "--save-features", help="Also write the test "
+                                       "features to this .npz file (pool and fc float32, per "
+                                       "image its pid, camera, modality and shard key)."),
+    rerank: bool = typer.Option(False, "--rerank", help="k-reciprocal re-ranking (Zhong et "
+                                "al., CVPR 2017) of every trial; off by default, and every "
+                                "row says so."),
+    rerank_k1: int = typer.Option(Rerank.k1, "--rerank-k1", min=1, help="Re-ranking k1."),
+    rerank_k2: int = typer.Option(Rerank.k2, "--rerank-k2", min=1, help="Re-ranking k2 (local "
+                                  "query expansion)."),
+    rerank_lambda: float = typer.Option(Rerank.lam, "--rerank-lambda", min=0.0, max=1.0,
+                                        help="Re-ranking λ: weight of the original distance."),
     protocol: str = typer.Option(EvaluationSettings.protocol, help="sysu-all, sysu-indoor, "
                                  "regdb-v2t, regdb-t2v, llcm-ir2vis or llcm-vis2ir (default: "
                                  "the dataset's)."),
@@ -50,18 +66,30 @@ def test(
     Test images are resized to the size the model was trained at when the shards hold
     another size (with a warning), as the original's test transform does.
     """
-    from vireid.train.checkpoint_eval import evaluate_checkpoint, evaluate_trial_runs
+    from vireid.train.checkpoint_eval import (
+        evaluate_checkpoint,
+        evaluate_saved,
+        evaluate_trial_runs,
+    )
     from vireid.train.evaluation import FEATURES
     from vireid.train.run_folder import check_writable_target
 
     with user_errors():
-        if json_out:
-            check_json_target(json_out, check_writable_target)
+        check_sources(checkpoint, features, save_features)
+        for target, option in ((json_out, "--json"), (save_features, "--save-features")):
+            if target:
+                check_file_target(target, option, check_writable_target)
         kinds = FEATURES if feature is Feature.BOTH else (feature.value,)
+        reranking = Rerank(rerank_k1, rerank_k2, rerank_lambda) if rerank else None
         settings = EvaluationSettings(protocol, trial, kinds, loader, device, amp, batch_size,
-                                verify=verify)
-        evaluate = evaluate_trial_runs if checkpoint.is_dir() else evaluate_checkpoint
-        rows = evaluate(shards, checkpoint, settings, on_checkpoint=announce)
+                                      verify=verify, rerank=reranking,
+                                      save_features=str(save_features) if save_features
+                                      else None)
+        if features:
+            rows = evaluate_saved(shards, features, settings)
+        else:
+            evaluate = evaluate_trial_runs if checkpoint.is_dir() else evaluate_checkpoint
+            rows = evaluate(shards, checkpoint, settings, on_checkpoint=announce)
         typer.echo(render_rows(rows))
         if json_out:
             write_json(json_out, rows)
@@ -73,11 +101,24 @@ def announce(line: str) -> None:
     stderr.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
-def check_json_target(path: Path, check_writable_target) -> None:
+def check_sources(checkpoint: Path | None, features: Path | None,
+                  save_features: Path | None) -> None:
+    """Exactly one of --checkpoint / --features; saving needs one model to extract with."""
+    from vireid.errors import VireidError
+
+    if (checkpoint is None) == (features is None):
+        raise VireidError("vireid-test", "give exactly one of --checkpoint (a model) and "
+                          "--features (features saved by --save-features)")
+    if save_features and (features or checkpoint.is_dir()):
+        raise VireidError(save_features, "--save-features needs one checkpoint file to "
+                          "extract with (not --features, nor a folder of trial runs)")
+
+
+def check_file_target(path: Path, option: str, check_writable_target) -> None:
     from vireid.errors import VireidError
 
     if path.is_dir():
-        raise VireidError(path, "is a folder; give a file name for --json")
+        raise VireidError(path, f"is a folder; give a file name for {option}")
     check_writable_target(path)
 
 

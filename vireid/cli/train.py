@@ -219,7 +219,7 @@ def build_config(ctx: typer.Context, config_file: Path | None) -> TrainConfig:
     for run_only in ("out", "resume"):  # where and whether: this command's, never a file's
         from_file.pop(run_only, None)
     values = {**from_file, **explicit}
-    if values.get("resume"):
+    if values.get("resume") and ctx.params.get("trial") != "all":  # all: one run per trial
         values = resumed_settings(ctx.params["out"], values)
     if not values.get("shards"):
         raise VireidError("--shards", "missing (give it, or a --config file that has it)")

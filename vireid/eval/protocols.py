@@ -12,6 +12,7 @@ import numpy as np
 
 from vireid.eval.features import Features
 from vireid.eval.metrics import MetricResult, evaluate
+from vireid.eval.rerank import Rerank, rerank
 from vireid.records import Protocol
 from vireid.shards.manifest import Manifest
 
@@ -41,19 +42,35 @@ def samples_to_extract(manifest: Manifest, protocol: Protocol, trials=None) -> d
 
 
 def run_protocol(manifest: Manifest, protocol: Protocol, features: Features,
-                 feature: str = "pool", trials=None) -> list[TrialResult]:
-    """Metrics of every (chosen) trial; distance = −cosine similarity, as the original."""
+                 feature: str = "pool", trials=None, reranking: Rerank | None = None,
+                 device="cpu") -> list[TrialResult]:
+    """Metrics of every (chosen) trial; distance = −cosine similarity, as the original, or
+    with ``reranking`` its k-reciprocal re-ranking per trial (computed on ``device``)."""
     cams = np.array([s.cam for s in manifest.samples])
     results = []
     for trial in _chosen(protocol, trials):
         query = features.get(feature, trial.query)
         gallery = features.get(feature, trial.gallery)
-        distances = -(query @ gallery.T)
+        distances = -(query @ gallery.T) if reranking is None else rerank(
+            query, gallery, reranking.k1, reranking.k2, reranking.lam, device).cpu().numpy()
         metrics = evaluate(distances, np.asarray(trial.query_pids),
                            np.asarray(trial.gallery_pids), cams[list(trial.query)],
                            cams[list(trial.gallery)], protocol.metric)
         results.append(TrialResult(trial.trial, feature, metrics))
     return results
+
+
+def score_rows(manifest: Manifest, protocol: Protocol, features: Features, trials, kinds,
+               reranking: Rerank | None = None, device="cpu") -> list[dict]:
+    """Per-trial rows and, over several trials, their mean row, for each feature kind; every
+    row says whether it was re-ranked."""
+    rows = []
+    for kind in kinds:
+        results = run_protocol(manifest, protocol, features, kind, trials, reranking, device)
+        mean = [mean_row(results)] if len(results) > 1 else []
+        rows += [{"protocol": protocol.name, **row, "reranked": reranking is not None}
+                 for row in [r.row() for r in results] + mean]
+    return rows
 
 
 def mean_row(results: list[TrialResult]) -> dict:

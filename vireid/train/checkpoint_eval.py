@@ -11,13 +11,15 @@ import torch
 
 from vireid.choices import Amp, Device, LoaderKind
 from vireid.eval.features import extract_features
-from vireid.eval.protocols import samples_to_extract
+from vireid.eval.protocols import samples_to_extract, score_rows
+from vireid.eval.rerank import Rerank
+from vireid.eval.saved import check_covers, load_features, save_features
 from vireid.loader.settings import EVAL_BATCH_SIZE, Backend
 from vireid.loader.source import ShardBytes
 from vireid.shards.checksums import check_checksums
 from vireid.train.checkpoint import load_weights
 from vireid.train.device import resolve_amp, resolve_device
-from vireid.train.evaluation import FEATURES, score, scoring_plan
+from vireid.train.evaluation import FEATURES, scoring_plan
 from vireid.train.imported import read_model_checkpoint
 from vireid.train.methods import get_method
 
@@ -38,6 +40,8 @@ class EvaluationSettings:
     channels_last: bool = True
     num_threads: int | None = None
     verify: bool = True  # the shards' sha256 first
+    rerank: Rerank | None = None  # k-reciprocal re-ranking (opt-in)
+    save_features: str | None = None  # also write the extracted features to this .npz
 
 
 def evaluate_checkpoint(shards, checkpoint, settings: EvaluationSettings | None = None,
@@ -56,8 +60,8 @@ def evaluate_checkpoint(shards, checkpoint, settings: EvaluationSettings | None 
             check_checksums(shards, manifest)
         device = torch.device(resolve_device(settings.device))
         model = _model(state, checkpoint, device, settings.channels_last)
-        protocol, trials = scoring_plan(manifest, settings.protocol, _trained_view(state),
-                                        settings.trial)
+        view = _trained_view(state)
+        protocol, trials = scoring_plan(manifest, settings.protocol, view, settings.trial)
         features = extract_features(
             model, source, samples_to_extract(manifest, protocol, trials),
             loader=settings.loader, device=device,
@@ -65,10 +69,32 @@ def evaluate_checkpoint(shards, checkpoint, settings: EvaluationSettings | None 
             channels_last=settings.channels_last,
             backend=Backend(device.type, device.index or 0, settings.num_threads),
             size=_test_size(state, manifest, shards))
-        rows = score(manifest, protocol, features, trials, settings.kinds)
+        if settings.save_features:
+            save_features(settings.save_features, features, manifest, protocol.name,
+                          checkpoint, view)
+        rows = score_rows(manifest, protocol, features, trials, settings.kinds,
+                          settings.rerank, device)
     if on_checkpoint:  # after the work: a failure stays one line
         on_checkpoint(describe(state, checkpoint))
     return rows
+
+
+def evaluate_saved(shards, path, settings: EvaluationSettings | None = None) -> list[dict]:
+    """The rows of ``evaluate_checkpoint`` from features it saved (no model): the protocol's
+    trials come from ``shards``, whose test images the saved samples must cover."""
+    from vireid.shards.manifest import load_manifest
+
+    settings = settings or EvaluationSettings()
+    saved = load_features(path)
+    manifest = load_manifest(shards)
+    if settings.verify:
+        check_checksums(shards, manifest)
+    protocol, trials = scoring_plan(manifest, settings.protocol or saved.protocol, saved.view,
+                                    settings.trial)
+    check_covers(saved, manifest, samples_to_extract(manifest, protocol, trials), path)
+    device = torch.device(resolve_device(settings.device))
+    return score_rows(manifest, protocol, saved.features, trials, settings.kinds,
+                      settings.rerank, device)
 
 
 def describe(state: dict, path) -> str:
@@ -135,7 +161,8 @@ def _means(rows: list[dict]) -> list[dict]:
     means = []
     for key in dict.fromkeys((r["protocol"], r["feature"]) for r in rows):
         group = [r for r in rows if (r["protocol"], r["feature"]) == key]
-        metrics = [k for k in group[0] if k not in ("protocol", "feature", "trial")]
+        metrics = [k for k in group[0] if k not in ("protocol", "feature", "trial", "reranked")]
         means.append({"protocol": key[0], "feature": key[1], "trial": "mean",
+                      "reranked": group[0]["reranked"],
                       **{k: sum(r[k] for r in group) / len(group) for k in metrics}})
     return means

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 from vireid.eval.features import extract_features, merge_features
-from vireid.eval.protocols import mean_row, run_protocol, samples_to_extract
+from vireid.eval.protocols import samples_to_extract, score_rows
 from vireid.loader.settings import Backend
 
 FEATURES = ("pool", "fc")
@@ -34,14 +34,8 @@ def scoring_plan(manifest, protocol_name: str | None, view_name: str | None,
 
 def score(manifest, protocol, features, trials, kinds=FEATURES) -> list[dict]:
     """Per-trial rows and, over several trials, their mean row, for each feature kind (one
-    trial is labelled with its number, never "mean")."""
-    rows = []
-    for kind in kinds:
-        results = run_protocol(manifest, protocol, features, kind, trials)
-        rows += [{"protocol": protocol.name, **r.row()} for r in results]
-        if len(results) > 1:
-            rows.append({"protocol": protocol.name, **mean_row(results)})
-    return rows
+    trial is labelled with its number, never "mean"); never re-ranked during training."""
+    return score_rows(manifest, protocol, features, trials, kinds)
 
 
 def summary_rows(rows: list[dict]) -> list[dict]:
