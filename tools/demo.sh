@@ -16,7 +16,7 @@ vireid-shard inspect "$out/shards"
 vireid-train --shards "$out/shards" --out "$out/run" --arch resnet18 --pretrained none \
     --amp bf16 --epochs 20 --warmup-epochs 3 --milestones 12 17 --eval-every 5
 vireid-test --shards "$out/shards" --checkpoint "$out/run/checkpoints/last.pt" \
-    --amp bf16 --json "$out/test.json"
+    --amp bf16 --json "$out/test.json" --rank-lists 2
 
 test_ids=$(tr ',' '\n' < "$out/SYSU-MM01/exp/test_id.txt" | grep -c .)
 echo "chance Rank-1 with $test_ids test identities: $(python3 -c "print(f'{100/$test_ids:.2f}')")%"

@@ -11,6 +11,7 @@ import typer
 from vireid.choices import Amp, Device, Feature, LoaderKind
 from vireid.cli.common import new_app, user_errors
 from vireid.cli.tables import render_rows
+from vireid.errors import VireidError
 from vireid.eval.rerank import Rerank
 from vireid.train.checkpoint_eval import EvaluationSettings
 
@@ -60,6 +61,15 @@ def test(
                                 "against the manifest first; --no-verify skips it."),
     json_out: Path = typer.Option(None, "--json", help="Also write every row to this JSON "
                                   "file (its folder is checked before the evaluation)."),
+    rank_lists: int = typer.Option(0, min=0, max=1000, help="Write PNG rank lists of N "
+                                   "queries (evenly spaced over the first scored trial's "
+                                   "queries): the query, then its top-10 gallery images framed "
+                                   "green (same identity) or red, with rank, camera and "
+                                   "distance."),
+    queries: list[str] = typer.Option(None, "--queries", help="Rank lists of these queries "
+                                      "instead (shard keys; repeat the option)."),
+    out: Path = typer.Option(None, "--out", help="Folder of the rank lists (default: "
+                             "RUN/rank-lists beside the checkpoint)."),
 ) -> None:
     """Print a table per trial and the average; features are extracted once for all trials.
 
@@ -70,12 +80,16 @@ def test(
         evaluate_checkpoint,
         evaluate_saved,
         evaluate_trial_runs,
+        rank_list_folder,
     )
     from vireid.train.evaluation import FEATURES
     from vireid.train.run_folder import check_writable_target
 
     with user_errors():
         check_sources(checkpoint, features, save_features)
+        if (rank_lists or queries) and (features or checkpoint.is_dir()):
+            raise VireidError("--rank-lists", "needs one checkpoint file (the pictures come "
+                              "from its ranking)")
         for target, option in ((json_out, "--json"), (save_features, "--save-features")):
             if target:
                 check_file_target(target, option, check_writable_target)
@@ -84,7 +98,9 @@ def test(
         settings = EvaluationSettings(protocol, trial, kinds, loader, device, amp, batch_size,
                                       verify=verify, rerank=reranking,
                                       save_features=str(save_features) if save_features
-                                      else None)
+                                      else None, rank_lists=rank_lists,
+                                      queries=tuple(queries or ()),
+                                      lists_out=str(out) if out else None)
         if features:
             rows = evaluate_saved(shards, features, settings)
         else:
@@ -93,6 +109,8 @@ def test(
         typer.echo(render_rows(rows))
         if json_out:
             write_json(json_out, rows)
+        if (rank_lists or queries) and checkpoint and not checkpoint.is_dir():
+            typer.echo(f"rank lists: {rank_list_folder(checkpoint, out)}")
 
 
 def announce(line: str) -> None:

@@ -6,7 +6,9 @@ import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import torch
 
 from vireid.choices import Amp, Device, LoaderKind
@@ -42,6 +44,9 @@ class EvaluationSettings:
     verify: bool = True  # the shards' sha256 first
     rerank: Rerank | None = None  # k-reciprocal re-ranking (opt-in)
     save_features: str | None = None  # also write the extracted features to this .npz
+    rank_lists: int = 0  # PNG rank-list sheets of this many queries (0: none)
+    queries: tuple[str, ...] = ()  # or of these queries, by shard key
+    lists_out: str | None = None  # their folder (None: RUN/rank-lists beside the checkpoint)
 
 
 def evaluate_checkpoint(shards, checkpoint, settings: EvaluationSettings | None = None,
@@ -74,6 +79,8 @@ def evaluate_checkpoint(shards, checkpoint, settings: EvaluationSettings | None 
                           checkpoint, view)
         rows = score_rows(manifest, protocol, features, trials, settings.kinds,
                           settings.rerank, device)
+        if settings.rank_lists or settings.queries:
+            _rank_lists(source, protocol, trials, features, settings, checkpoint)
     if on_checkpoint:  # after the work: a failure stays one line
         on_checkpoint(describe(state, checkpoint))
     return rows
@@ -95,6 +102,30 @@ def evaluate_saved(shards, path, settings: EvaluationSettings | None = None) -> 
     device = torch.device(resolve_device(settings.device))
     return score_rows(manifest, protocol, saved.features, trials, settings.kinds,
                       settings.rerank, device)
+
+
+def rank_list_folder(checkpoint, out=None) -> Path:
+    """Where rank-list sheets go: ``out``, else RUN/rank-lists for RUN/checkpoints/X.pt, else
+    a rank-lists folder beside the checkpoint file."""
+    if out:
+        return Path(out)
+    parent = Path(checkpoint).resolve().parent
+    return (parent.parent if parent.name == "checkpoints" else parent) / "rank-lists"
+
+
+def _rank_lists(source, protocol, trials, features, settings, checkpoint) -> None:
+    """One sheet per chosen query of the first scored trial (fc feature, as the original)."""
+    from vireid.eval.ranklists import choose_queries, draw, rank
+    from vireid.loader.reference import read_image
+
+    manifest = source.manifest
+    trial = manifest.trial(protocol.name, (trials or [protocol.trials[0].trial])[0])
+    chosen = choose_queries(trial, manifest, settings.rank_lists, settings.queries)
+    folder = rank_list_folder(checkpoint, settings.lists_out)
+    for ranked in rank(features, trial, chosen):
+        key = manifest.samples[ranked.query].key
+        draw(ranked, manifest, lambda s: np.asarray(read_image(source, s).convert("RGB")),
+             folder / f"{protocol.name}-trial{trial.trial}-{key}.png")
 
 
 def describe(state: dict, path) -> str:
