@@ -14,6 +14,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from tests.loader.test_dali_errors import damage_bodies
 from vireid.cli.test import app as eval_app
 from vireid.cli.train import app as train_app
 from vireid.shards.tario import parse_index
@@ -282,13 +283,7 @@ def test_reference_loader_names_a_damaged_image(shards, copy_shards):
     from vireid.errors import VireidError
 
     damaged = copy_shards(shards)
-    for index in damaged.glob("*.idx"):
-        with open(index.with_suffix(".tar"), "r+b") as tar:
-            for group in parse_index(index):
-                for member in group:
-                    if member.name.endswith(".jpg"):
-                        tar.seek(member.offset + 30)
-                        tar.write(b"\x13" * 300)
+    damage_bodies(damaged, 30, b"\x13" * 300)
     message = r"\.tar: image \S+ cannot be decoded \(.*\): damaged shard, run `vireid-shard"
     with pytest.raises(VireidError, match=message):
         next(iter(train_loader("reference", damaged, batch_ids=4, num_pos=2)))
@@ -315,13 +310,7 @@ def test_a_destroyed_jpeg_header_is_one_line_in_training_and_testing(shards, cop
     """With --no-verify the bytes reach the loaders: their guard names the tar and the key
     (formerly a segfault in training's first evaluation and a 30-line DALI traceback)."""
     damaged = copy_shards(shards)
-    for index in damaged.glob("*.idx"):
-        with open(index.with_suffix(".tar"), "r+b") as tar:
-            for group in parse_index(index):
-                for member in group:
-                    if member.name.endswith(".jpg"):
-                        tar.seek(member.offset)
-                        tar.write(b"\0" * 16)
+    damage_bodies(damaged, 0, b"\0" * 16)
     pattern = r"\.tar: image \S+ is not a JPEG: damaged shard, run `vireid-shard verify"
     before = set(Path("/tmp").glob("vireid-eval-idx-*"))
     line = one_line_error(train("--shards", damaged, "--out", tmp_path / "run", *FAST,

@@ -125,7 +125,7 @@ class TrainConfig:
         """The flat form, plain values only (choices as their words): JSON and
         ``weights_only`` loads read it."""
         values = {}
-        for group in _groups():
+        for group in GROUPS:
             for name, value in dataclasses.asdict(getattr(self, group)).items():
                 values[_flat_name(group, name)] = value.value if isinstance(value, Enum) \
                     else value
@@ -136,15 +136,15 @@ class TrainConfig:
     @classmethod
     def from_flat(cls, **values) -> TrainConfig:
         """Build from flat names; an unknown name is an error, missing ones keep defaults."""
-        grouped: dict[str, dict] = {group: {} for group in _groups()}
-        known = {_flat_name(g, f.name): (g, f.name) for g in _groups()
-                 for f in fields(_group_class(g))}
+        grouped: dict[str, dict] = {group: {} for group in GROUPS}
+        known = {_flat_name(g, f.name): (g, f.name) for g in GROUPS
+                 for f in fields(GROUPS[g])}
         for name, value in values.items():
             if name not in known:
                 raise VireidError("configuration", f"unknown setting {name!r}")
             group, attribute = known[name]
             grouped[group][attribute] = _typed(group, attribute, name, value)
-        return cls(**{g: _group_class(g)(**v) for g, v in grouped.items() if v or g != "run"})
+        return cls(**{g: GROUPS[g](**v) for g, v in grouped.items() if v or g != "run"})
 
     @classmethod
     def with_recipe(cls, recipe: Recipe, **values) -> TrainConfig:
@@ -174,14 +174,6 @@ RECIPES = {
 
 GROUPS = {"run": RunSettings, "sampling": Sampling, "optimisation": Optimisation,
           "model": ModelSettings, "loader": LoaderSettings, "evaluation": Evaluation}
-
-
-def _groups() -> tuple[str, ...]:
-    return tuple(GROUPS)
-
-
-def _group_class(group: str):
-    return GROUPS[group]
 
 
 def _typed(group: str, attribute: str, name: str, value):
