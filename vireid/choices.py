@@ -63,6 +63,24 @@ class SamplerOrder(Choice):
 class Method(Choice):
     AGW = "agw"
     BASE = "base"
+    CAJ = "caj"
+
+
+class Views(Choice):
+    """What one sampled (visible, infrared) pair becomes in a training batch."""
+
+    SINGLE = "single"  # one visible and one infrared image (AGW, base)
+    # CAJ: two independently augmented visible views, the second channel-exchanged, and the
+    # infrared image with adaptive gray; erasing with the recipe's fill values
+    CHANNEL = "channel"
+
+
+class Cache(Choice):
+    """Where a training run keeps its decoded images (decoded once, then gathered per step)."""
+
+    NONE = "none"  # decode every step's images again
+    HOST = "host"  # one uint8 array in host memory
+    DEVICE = "device"  # one uint8 tensor on the training device (the GPU's memory on CUDA)
 
 
 class Arch(Choice):

@@ -1,9 +1,16 @@
 """Training augmentation (docs/recipe.md, Augmentation) as explicit per-image parameters.
 
-Both loaders (DALI and the PyTorch reference) apply the SAME parameters, drawn here from the
-step's own generator: zero-pad 10 px → crop H×W at (top, left) of the padded image → optional
-horizontal flip → normalise → optional erase box set to 0. Drawing them in one place keeps the
-two loaders comparable pixel for pixel and makes a resumed run identical.
+Every loader (DALI, the decoded cache and the PyTorch reference) applies the SAME parameters,
+drawn here from the step's own generator: zero-pad 10 px → crop H×W at (top, left) of the
+padded image → optional horizontal flip → normalise → optional erase box set to ``fill`` →
+optional channel mixing → float16. Drawing them in one place keeps the loaders comparable
+pixel for pixel and makes a resumed run identical.
+
+Channel mixing (CAJ's channel exchange and adaptive gray, docs/methods.md) is one 3×3 matrix
+per image acting on the float32 normalised (and erased) channels: output channel c is
+``(M[c,0]·x0 + M[c,1]·x1) + M[c,2]·x2``, in that order, rounded once to float16. A copy of
+channel k is the row (0,…,1,…,0) in every output channel; CAJ's gray is (0.2989, 0.5870,
+0.1140) in every row; ``mix=None`` means the identity for every image (and skips the work).
 """
 
 from __future__ import annotations
@@ -19,19 +26,72 @@ ERASE_P = 0.5
 ERASE_ATTEMPTS = 100
 ERASE_AREA = (0.02, 0.4)
 ERASE_MIN_ASPECT = 0.3
+ERASE_FILL = (0.0, 0.0, 0.0)  # AGW: the erased box is 0 after normalisation
+CAJ_ERASE_FILL = (0.4914, 0.4822, 0.4465)  # CAJ's ChannelRandomErasing, normalised space
+GRAY_WEIGHTS = (0.2989, 0.5870, 0.1140)  # CAJ's adaptive gray, on the normalised channels
+ADAPTIVE_GRAY_P = 0.5  # CAJ: the gray branch (1 in 4) turns gray with this probability
 
 
 @dataclass(frozen=True)
 class AugmentParams:
-    """Per image: crop corner in the padded image, flip flag, erase box (top, left, h, w)."""
+    """Per image: crop corner in the padded image, flip flag, erase box (top, left, h, w),
+    and the channel-mixing matrix (N×3×3 float32, or None: identity). ``fill``: the erased
+    box's normalised value per channel, the same for every image."""
 
     top: np.ndarray
     left: np.ndarray
     flip: np.ndarray
     erase: np.ndarray
+    mix: np.ndarray | None = None
+    fill: tuple[float, float, float] = ERASE_FILL
 
     def __len__(self) -> int:
         return len(self.top)
+
+    def take(self, picked: np.ndarray) -> AugmentParams:
+        """The parameters of images ``picked`` (an index array), in that order."""
+        return AugmentParams(self.top[picked], self.left[picked], self.flip[picked],
+                             self.erase[picked],
+                             None if self.mix is None else self.mix[picked], self.fill)
+
+    @staticmethod
+    def concatenate(parts: list[AugmentParams]) -> AugmentParams:
+        """One set of parameters for the images of ``parts`` (same fill), in order."""
+        mixes = [p.mix if p.mix is not None else identity_mix(len(p)) for p in parts]
+        mixed = any(p.mix is not None for p in parts)
+        return AugmentParams(*(np.concatenate([getattr(p, name) for p in parts])
+                               for name in ("top", "left", "flip", "erase")),
+                             np.concatenate(mixes) if mixed else None, parts[0].fill)
+
+
+def identity_mix(count: int) -> np.ndarray:
+    return np.repeat(np.eye(3, dtype=np.float32)[None], count, axis=0)
+
+
+def copy_mix(channels: np.ndarray) -> np.ndarray:
+    """Per image, channel ``channels[i]`` copied into all three channels."""
+    mix = np.zeros((len(channels), 3, 3), dtype=np.float32)
+    mix[np.arange(len(channels)), :, np.asarray(channels)] = 1.0
+    return mix
+
+
+def draw_channel_exchange(rng: np.random.Generator, count: int) -> np.ndarray:
+    """CAJ's ChannelExchange(gray=2): R, G or B copied to all channels, 1/3 each; always."""
+    return copy_mix(rng.integers(0, 3, count))
+
+
+def draw_adaptive_gray(rng: np.random.Generator, count: int,
+                       probability: float = ADAPTIVE_GRAY_P) -> np.ndarray:
+    """CAJ's ChannelAdapGray(0.5): R, G or B copied to all channels (1/4 each); otherwise
+    gray when u ≤ probability (1/8), unchanged when u > probability (1/8). Both numbers are
+    drawn for every image, so the draws do not depend on the outcomes."""
+    choice = rng.integers(0, 4, count)
+    u = rng.random(count)
+    mix = copy_mix(np.minimum(choice, 2))
+    gray = (choice == 3) & (u <= probability)
+    mix[gray] = np.asarray(GRAY_WEIGHTS, dtype=np.float32)[None, :]
+    mix[(choice == 3) & ~gray] = np.eye(3, dtype=np.float32)
+    return mix
 
 
 def identity_params(count: int) -> AugmentParams:

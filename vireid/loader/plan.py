@@ -1,8 +1,9 @@
 """What one training step loads, shared by every loader: samples, labels, augmentation.
 
-A step's global batch is P·K visible then P·K infrared images; its augmentation parameters are
-drawn for the whole global batch and each rank takes its share, so a run's pixels do not
-depend on the number of processes.
+A step's global batch is P·K visible then P·K infrared images (CAJ's channel views: P·K
+visible, the same P·K visible again as a second view, then P·K infrared); its augmentation
+parameters are drawn for the whole global batch and each rank takes its share of every group,
+so a run's pixels do not depend on the number of processes.
 """
 
 from __future__ import annotations
@@ -11,36 +12,68 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vireid.loader.augment import ERASE_P, AugmentParams, draw_params, identity_params
-from vireid.loader.sampler import AUGMENT_STREAM, IdentitySampler, step_rng
+from vireid.choices import Views
+from vireid.loader.augment import (
+    CAJ_ERASE_FILL,
+    ERASE_P,
+    AugmentParams,
+    draw_adaptive_gray,
+    draw_channel_exchange,
+    draw_params,
+    identity_mix,
+    identity_params,
+)
+from vireid.loader.sampler import AUGMENT_STREAM, CHANNEL_STREAM, IdentitySampler, step_rng
 
 
 @dataclass(frozen=True)
 class StepPlan:
     epoch: int
     step: int
-    samples: np.ndarray  # this rank's visible share, then its infrared share
-    labels: np.ndarray  # labels of one modality's share (equal for both)
+    samples: np.ndarray  # this rank's share of each group: visible (, visible), infrared
+    labels: np.ndarray  # labels of one group's share (equal for every group)
     params: AugmentParams  # aligned with ``samples``
+    visible_views: int = 1  # groups of visible images before the infrared one
+
+
+def visible_views(views: Views | None) -> int:
+    return 2 if views == Views.CHANNEL else 1
 
 
 def plan_step(sampler: IdentitySampler, epoch: int, step: int, *, augment: bool, height: int,
               width: int, rank: int = 0, world_size: int = 1,
-              erase_prob: float = ERASE_P) -> StepPlan:
+              erase_prob: float = ERASE_P, views: Views | None = None) -> StepPlan:
     drawn = sampler.step(epoch, step, rank, world_size)
-    per_modality = sampler.batch_ids * sampler.num_pos
+    per_group = sampler.batch_ids * sampler.num_pos
+    groups = visible_views(views) + 1
     if augment:
         rng = step_rng(sampler.seed, epoch, step, AUGMENT_STREAM)
-        params = draw_params(rng, 2 * per_modality, height, width, erase_prob)
+        params = draw_params(rng, groups * per_group, height, width, erase_prob)
     else:
-        params = identity_params(2 * per_modality)
+        params = identity_params(groups * per_group)
+    if views == Views.CHANNEL:
+        params = _channel_views(params, sampler, epoch, step, per_group, augment)
     share = len(drawn.labels)
-    picked = np.concatenate([np.arange(rank * share, (rank + 1) * share),
-                             per_modality + np.arange(rank * share, (rank + 1) * share)])
-    params = AugmentParams(params.top[picked], params.left[picked], params.flip[picked],
-                           params.erase[picked])
-    return StepPlan(epoch, step, np.concatenate([drawn.visible, drawn.infrared]), drawn.labels,
-                    params)
+    picked = np.concatenate([g * per_group + np.arange(rank * share, (rank + 1) * share)
+                             for g in range(groups)])
+    samples = [drawn.visible] * (groups - 1) + [drawn.infrared]
+    return StepPlan(epoch, step, np.concatenate(samples), drawn.labels, params.take(picked),
+                    groups - 1)
+
+
+def _channel_views(params: AugmentParams, sampler: IdentitySampler, epoch: int, step: int,
+                   per_group: int, augment: bool) -> AugmentParams:
+    """CAJ's views: the recipe's erase fill on all three groups, channel exchange on the
+    second visible view, adaptive gray on infrared (from their own generator, so the crop,
+    flip and erase draws are those of the other methods)."""
+    if augment:
+        rng = step_rng(sampler.seed, epoch, step, CHANNEL_STREAM)
+        mix = np.concatenate([identity_mix(per_group), draw_channel_exchange(rng, per_group),
+                              draw_adaptive_gray(rng, per_group)])
+    else:
+        mix = None
+    return AugmentParams(params.top, params.left, params.flip, params.erase, mix,
+                         CAJ_ERASE_FILL)
 
 
 def eval_share(samples, shard_id: int = 0, num_shards: int = 1) -> np.ndarray:

@@ -31,6 +31,7 @@ from vireid.records import TrainView
 SAMPLER_STREAM = 0  # SeedSequence keys: sampler, augmentation and identity order draw apart
 AUGMENT_STREAM = 1
 ORDER_STREAM = 2
+CHANNEL_STREAM = 3  # CAJ's channel operations
 ORDERS = SamplerOrder.values()
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vireid.choices import CpuAugment, SamplerOrder
+from vireid.choices import Cache, CpuAugment, SamplerOrder, Views
 from vireid.loader.augment import ERASE_P
 
 
@@ -25,6 +25,7 @@ class Sampling:
     # random erasing probability (0: none, as the code behind the published SYSU and RegDB
     # AGW numbers; 0.5: the AGW recipe vireid follows)
     erase_prob: float = ERASE_P
+    views: Views | None = None  # None: Views.SINGLE (a training run: its method's views)
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class Backend:
     num_threads: int | None = None  # None: cores + 1 for training, cores for evaluation
     prefetch: int = 2  # batches DALI prepares ahead
     cpu_augment: CpuAugment = CpuAugment.FUSED
+    cache: Cache = Cache.NONE  # decode every training image once and keep it (see cache.py)
 
 
 EVAL_BATCH_SIZE = 64  # images per evaluation forward pass (the original's test batch)

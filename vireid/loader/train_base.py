@@ -1,8 +1,10 @@
 """What every training loader shares: view selection, sampler, position, batch contract.
 
 A batch is a dict: ``visible`` and ``infrared`` float16 tensors (P·K, 3, H, W) in
-channels-last memory, ``labels_visible`` and ``labels_infrared`` (int64, equal), ``epoch`` and
-``step``. Iterating a loader runs ONE epoch from its current position; ``state_dict()`` after
+channels-last memory, ``labels_visible`` and ``labels_infrared`` (int64), ``epoch`` and
+``step``. With CAJ's channel views (``Sampling.views``), ``visible`` holds 2·P·K images —
+the first view of every sampled image, then the second — and ``labels_visible`` the labels
+twice. Iterating a loader runs ONE epoch from its current position; ``state_dict()`` after
 any batch resumes exactly at the next one.
 """
 
@@ -14,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from vireid.errors import VireidError
-from vireid.loader.plan import StepPlan, plan_step
+from vireid.loader.plan import StepPlan, plan_step, visible_views
 from vireid.loader.sampler import IdentitySampler, short_identity
 from vireid.loader.settings import Sampling
 from vireid.loader.source import ShardBytes, UsesShards, open_source
@@ -42,10 +44,11 @@ def check_enough_images(manifest: Manifest, view: TrainView, num_pos: int) -> No
                           "without replacement (draw with replacement, or fewer per identity)")
 
 
-def split_batch(images, per_modality: int):
-    """N×H×W×C → (visible, infrared) as channels-last N×C×H×W views (no copy)."""
+def split_batch(images, visible: int):
+    """N×H×W×C → (the first ``visible`` images, the rest) as channels-last N×C×H×W views
+    (no copy)."""
     nchw = images.permute(0, 3, 1, 2)
-    return nchw[:per_modality], nchw[per_modality:]
+    return nchw[:visible], nchw[visible:]
 
 
 class TrainLoaderBase(UsesShards):
@@ -64,8 +67,11 @@ class TrainLoaderBase(UsesShards):
             seed=sampling.seed, replace=sampling.replace, order=sampling.order)
         self.augment, self.rank, self.world_size = augment, rank, world_size
         self.erase_prob = sampling.erase_prob
+        self.views = sampling.views
+        self.visible_views = visible_views(sampling.views)
         self.height, self.width = manifest.height, manifest.width
         self.per_rank = sampling.batch_ids * sampling.num_pos // world_size
+        self.images_per_step = (self.visible_views + 1) * self.per_rank  # this rank's
         self.sampler.step(0, 0, rank, world_size)  # fail now on an impossible split
         self.epoch = self.step = 0
 
@@ -78,7 +84,7 @@ class TrainLoaderBase(UsesShards):
 
     def plan(self, epoch: int, step: int) -> StepPlan:
         return plan_step(self.sampler, epoch, step, augment=self.augment,
-                         erase_prob=self.erase_prob, height=self.height,
+                         erase_prob=self.erase_prob, views=self.views, height=self.height,
                          width=self.width, rank=self.rank, world_size=self.world_size)
 
     def seek(self, epoch: int, step: int = 0) -> None:
@@ -90,10 +96,12 @@ class TrainLoaderBase(UsesShards):
     def state_dict(self) -> dict:
         return {"seed": self.sampler.seed, "epoch": self.epoch, "step": self.step,
                 "view": self.view.name, "batch_ids": self.sampler.batch_ids,
-                "num_pos": self.sampler.num_pos, "order": str(self.sampler.order)}
+                "num_pos": self.sampler.num_pos, "order": str(self.sampler.order),
+                "views": str(self.views or "single")}
 
     def load_state_dict(self, state: dict) -> None:
-        for key in ("seed", "view", "batch_ids", "num_pos", "order"):
+        state = {"views": "single", **state}  # written before CAJ: single views
+        for key in ("seed", "view", "batch_ids", "num_pos", "order", "views"):
             if state[key] != self.state_dict()[key]:
                 raise VireidError("checkpoint", f"loader state has {key}={state[key]!r}, "
                                   f"this loader {self.state_dict()[key]!r}")
@@ -111,7 +119,8 @@ class TrainLoaderBase(UsesShards):
                                            self.world_size).labels
                 labels = torch.as_tensor(np.asarray(labels, dtype=np.int64),
                                          device=visible.device)
-                batch = {"visible": visible, "infrared": infrared, "labels_visible": labels,
+                batch = {"visible": visible, "infrared": infrared,
+                         "labels_visible": labels.repeat(self.visible_views),
                          "labels_infrared": labels.clone(), "epoch": self.epoch,
                          "step": self.step}
                 self.step += 1  # before yielding: state_dict() now points at the next batch
@@ -122,6 +131,10 @@ class TrainLoaderBase(UsesShards):
                 self.epoch, self.step = self.epoch + 1, 0
             else:
                 self._abandon()
+
+    def split(self, images):
+        """A step's N×H×W×C images → (visible, infrared) channels-last N×C×H×W views."""
+        return split_batch(images, self.visible_views * self.per_rank)
 
     def _epoch_batches(self):
         """Yield (visible, infrared) tensors for the steps from ``self.step`` to the end."""

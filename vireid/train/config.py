@@ -15,6 +15,7 @@ from enum import Enum
 from vireid.choices import (
     Amp,
     Arch,
+    Cache,
     CpuAugment,
     Device,
     LoaderKind,
@@ -54,9 +55,11 @@ class LoaderSettings:
     cpu_augment: CpuAugment = Backend.cpu_augment
     num_threads: int | None = Backend.num_threads
     prefetch: int = Backend.prefetch
+    cache: Cache = Backend.cache
 
     def backend(self, device: str, device_id: int, num_threads: int | None) -> Backend:
-        return Backend(device, device_id, num_threads, self.prefetch, self.cpu_augment)
+        return Backend(device=device, device_id=device_id, num_threads=num_threads,
+                       prefetch=self.prefetch, cpu_augment=self.cpu_augment, cache=self.cache)
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ class Evaluation:
     # training script: after 0-based epochs N, 2N, … (2, 4, …, 80), not after epoch 0.
     original_schedule: bool = False
     first_trial_only: bool = False  # score gallery trial 0 only, as the original's script
+    flip: bool | None = None  # average with the mirrored image's features; None: the method's
 
     def due(self, epoch: int, epochs: int) -> bool:
         """Whether to evaluate after 0-based ``epoch`` of ``epochs``."""
