@@ -8,12 +8,13 @@ requested samples, so each test image is decoded once per evaluation.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 from pathlib import Path
 
 import numpy as np
 
-from vireid.choices import CpuAugment
+from vireid.choices import Cache, CpuAugment
 from vireid.errors import VireidError
 from vireid.loader.augment import PAD
 from vireid.loader.dali_errors import explain
@@ -22,7 +23,7 @@ from vireid.loader.fused import FusedAugment, OutputBuffers, packed
 from vireid.loader.handoff import run_pipeline, to_torch
 from vireid.loader.settings import Backend, Sampling
 from vireid.loader.source import ShardBytes
-from vireid.loader.train_base import TrainLoaderBase, default_threads, split_batch
+from vireid.loader.train_base import TrainLoaderBase, default_threads
 from vireid.shards.encode import Encoding
 
 # steps between asking the OS to read a step's bytes and reading them (DALI already runs the
@@ -106,9 +107,14 @@ class TrainLoader(TrainLoaderBase):
 
     def __init__(self, shards: ShardBytes | Path | str, sampling: Sampling | None = None,
                  backend: Backend | None = None, *, augment: bool = True, rank: int = 0,
-                 world_size: int = 1):
+                 world_size: int = 1, cache: Cache | str | None = None):
         import_dali()
         backend = backend or Backend()
+        if cache is not None:  # the keyword wins over ``backend.cache``
+            backend = dataclasses.replace(backend, cache=Cache.parse(cache, "cache"))
+        self.backend = backend
+        self.cache = Cache.parse(backend.cache, "cache")
+        self._cached = None  # the DecodedCache, built by the first iteration
         super().__init__(shards, sampling, augment=augment, rank=rank, world_size=world_size)
         self.device, self.device_id = backend.device, backend.device_id
         self.fused = backend.device == "cpu" and \
@@ -139,6 +145,13 @@ class TrainLoader(TrainLoaderBase):
         self._pipe = None  # DALI has prefetched past (epoch, step): rebuild there
 
     def _epoch_batches(self):
+        if self.cache is not Cache.NONE:
+            from vireid.loader.cache import DecodedCache
+
+            if self._cached is None:
+                self._cached = DecodedCache.build(self)  # every training image, decoded once
+            yield from self._cached.batches(self)
+            return
         if self.fused:
             yield from self._fused_batches()
             return
@@ -151,13 +164,13 @@ class TrainLoader(TrainLoaderBase):
                 return
             except RuntimeError as error:
                 raise self._failure(error) from None
-            yield split_batch(to_torch(images), self.per_rank)
+            yield self.split(to_torch(images))
 
     def _pipeline(self, fused: bool):
         """The pipeline, built at the current position when there is none."""
         if self._pipe is None:
             self._source = TrainSource(self, self.epoch, self.step, fused=fused)
-            options = {"batch_size": 2 * self.per_rank, "num_threads": self.num_threads,
+            options = {"batch_size": self.images_per_step, "num_threads": self.num_threads,
                        "encoding": self.source.manifest.encoding, "prefetch": self.prefetch}
             if fused:
                 pipe = decode_pipeline(self._source, **options)
@@ -191,7 +204,7 @@ class TrainLoader(TrainLoaderBase):
             pixels = self._dense(images, samples)
             out = self._buffers.take(pixels.shape)
             self._augment(pixels, np.asarray(params.as_tensor()), out)
-            yield split_batch(out, self.per_rank)
+            yield self.split(out)
 
     def _dense(self, images, samples) -> np.ndarray:
         """The decoded batch as one uint8 N×H×W×3 array (a view of DALI's output)."""
