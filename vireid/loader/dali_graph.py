@@ -5,7 +5,7 @@ DALI reports such a mismatch only when the first batch runs on a GPU, so a CPU-o
 would never see it. The graph is walked as defined (no build, no GPU needed) and each node's
 output type is inferred from its operator's arguments; the gaps below are read off DALI's
 operator library (the GPU ``erase`` is instantiated for int8 … uint64 and float only, the
-CPU one also for float16).
+CPU one also for float16; ``coord_transform`` for uint8, int16, uint16, int32 and float).
 """
 
 from __future__ import annotations
@@ -15,10 +15,13 @@ from dataclasses import dataclass, field
 from vireid.errors import VireidError
 
 # GPU operator → input types with no GPU kernel (DALI 2.x)
-GPU_KERNEL_GAPS = {"Erase": frozenset({"FLOAT16"})}
+GPU_KERNEL_GAPS = {"Erase": frozenset({"FLOAT16"}),
+                   # instantiated for uint8, int16, uint16, int32 and float only
+                   "CoordTransform": frozenset({"FLOAT16", "INT8", "UINT32", "INT64",
+                                                "UINT64", "FLOAT64"})}
 # operators whose output type is their ``dtype`` argument, else this default
 TYPED_OUTPUTS = {"CropMirrorNormalize": "FLOAT", "decoders__Image": "UINT8",
-                 "decoders__ImageSlice": "UINT8"}
+                 "decoders__ImageSlice": "UINT8", "CoordTransform": "FLOAT"}
 
 
 @dataclass(frozen=True)

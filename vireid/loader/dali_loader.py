@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from vireid.choices import Cache, CpuAugment
+from vireid.choices import Cache, CpuAugment, Views
 from vireid.errors import VireidError
-from vireid.loader.augment import PAD
+from vireid.loader.augment import CAJ_ERASE_FILL, ERASE_FILL, PAD
 from vireid.loader.dali_errors import explain
 from vireid.loader.dali_pipes import decode_pipeline, import_dali, train_pipeline
 from vireid.loader.fused import FusedAugment, OutputBuffers, packed
@@ -76,7 +76,17 @@ class TrainSource:
         data = self.loader.source.read_images(plan.samples)
         if self.raw:
             data = [d.reshape(shape) for d in data]
-        return data, packed(plan.params), plan.samples.astype(np.int64)
+        outputs = (data, packed(plan.params), plan.samples.astype(np.int64))
+        return outputs + self._mix(plan)
+
+    def _mix(self, plan) -> tuple:
+        """The channel-mixing matrices, for graphs of channel views (() otherwise)."""
+        if not self.loader.channel_views:
+            return ()
+        mix = plan.params.mix
+        if mix is None:  # not augmenting: the identity
+            mix = np.repeat(np.eye(3, dtype=np.float32)[None], len(plan.samples), axis=0)
+        return (np.ascontiguousarray(mix, dtype=np.float32),)
 
     def _regions(self, plan):
         p = plan.params
@@ -87,6 +97,7 @@ class TrainSource:
         arguments = [(dy < 0).astype(np.float32), (dx < 0).astype(np.float32),
                      p.flip.astype(np.int32), p.erase[:, :2].astype(np.float32),
                      p.erase[:, 2:].astype(np.float32)]
+        arguments += list(self._mix(plan))
         read = self.loader.source.read
         if self.raw:
             regions = [np.ascontiguousarray(read(int(s)).reshape(height, width, 3)[
@@ -123,6 +134,8 @@ class TrainLoader(TrainLoaderBase):
         # Python side otherwise leave a core idle part of the time)
         self.num_threads = backend.num_threads or default_threads() + 1
         self.prefetch = backend.prefetch
+        self.channel_views = self.views == Views.CHANNEL
+        self.fill = CAJ_ERASE_FILL if self.channel_views else ERASE_FILL
         # the kernel's threads: one per core, fewer when the caller asks for fewer threads
         # (e.g. one process per core under torchrun)
         workers = max(1, min(default_threads(), self.num_threads))
@@ -171,12 +184,14 @@ class TrainLoader(TrainLoaderBase):
         if self._pipe is None:
             self._source = TrainSource(self, self.epoch, self.step, fused=fused)
             options = {"batch_size": self.images_per_step, "num_threads": self.num_threads,
-                       "encoding": self.source.manifest.encoding, "prefetch": self.prefetch}
+                       "encoding": self.source.manifest.encoding, "prefetch": self.prefetch,
+                       "mixing": self.channel_views}
             if fused:
                 pipe = decode_pipeline(self._source, **options)
             else:
                 pipe = train_pipeline(self._source, height=self.height, width=self.width,
-                                      device=self.device, device_id=self.device_id, **options)
+                                      device=self.device, device_id=self.device_id,
+                                      fill=self.fill, **options)
             try:
                 pipe.build()
             except RuntimeError as error:
@@ -195,7 +210,7 @@ class TrainLoader(TrainLoaderBase):
         pipe = self._pipeline(fused=True)
         while True:
             try:
-                images, params, samples = pipe.run()
+                images, params, samples, *mix = pipe.run()
             except StopIteration:
                 pipe.reset()  # ready for the next epoch
                 return
@@ -203,7 +218,8 @@ class TrainLoader(TrainLoaderBase):
                 raise self._failure(error) from None
             pixels = self._dense(images, samples)
             out = self._buffers.take(pixels.shape)
-            self._augment(pixels, np.asarray(params.as_tensor()), out)
+            mix = np.asarray(mix[0].as_tensor()) if mix else None
+            self._augment(pixels, np.asarray(params.as_tensor()), out, mix, self.fill)
             yield self.split(out)
 
     def _dense(self, images, samples) -> np.ndarray:

@@ -50,10 +50,12 @@ def _decode(data, encoding: Encoding, device: str, fn, types):
 
 
 def train_pipeline(source: Callable, *, batch_size: int, encoding: Encoding, height: int,
-                   width: int, device: str, device_id: int, num_threads: int, prefetch: int):
+                   width: int, device: str, device_id: int, num_threads: int, prefetch: int,
+                   fill=(0.0, 0.0, 0.0), mixing: bool = False):
     """external_source → decode the crop's in-image region → ONE crop_mirror_normalize that
     pads the rest of the window with black, flips, normalises and lays out HWC in float32 →
-    erase → cast to float16.
+    erase with ``fill`` → (``mixing``: each image's 3×3 channel matrix, as
+    ``coord_transform`` on the innermost, channel, axis) → cast to float16.
 
     The random crop of the zero-padded image is split into the part inside the image (decoded
     as a region of interest, or sliced by the callback for raw shards) and the padding, which
@@ -66,16 +68,18 @@ def train_pipeline(source: Callable, *, batch_size: int, encoding: Encoding, hei
     """
     _, fn, types = import_dali()
     pipe = _pipeline(batch_size, num_threads, device, device_id, prefetch)
+    extra = 1 if mixing else 0  # the matrices come last
     with pipe:
         if encoding is Encoding.RAW:
-            region, crop_y, crop_x, mirror, erase_anchor, erase_shape = fn.external_source(
-                source=source, num_outputs=6, batch=True, batch_info=True,
-                layout=["HWC", None, None, None, None, None],
-                dtype=[types.UINT8, None, None, None, None, None])
+            region, crop_y, crop_x, mirror, erase_anchor, erase_shape, *mix = \
+                fn.external_source(source=source, num_outputs=6 + extra, batch=True,
+                                   batch_info=True, layout=["HWC"] + [None] * (5 + extra),
+                                   dtype=[types.UINT8] + [None] * (5 + extra))
             images = region.gpu() if device == "cuda" else region
         else:
-            data, anchor, shape, crop_y, crop_x, mirror, erase_anchor, erase_shape = \
-                fn.external_source(source=source, num_outputs=8, batch=True, batch_info=True)
+            data, anchor, shape, crop_y, crop_x, mirror, erase_anchor, erase_shape, *mix = \
+                fn.external_source(source=source, num_outputs=8 + extra, batch=True,
+                                   batch_info=True)
             images = fn.decoders.image_slice(
                 data, anchor, shape, axis_names="HW", normalized_anchor=False,
                 normalized_shape=False, output_type=types.RGB, **_decoder(device))
@@ -86,25 +90,29 @@ def train_pipeline(source: Callable, *, batch_size: int, encoding: Encoding, hei
             mean=_scaled(IMAGENET_MEAN), std=_scaled(IMAGENET_STD), dtype=types.FLOAT,
             output_layout="HWC")
         images = fn.erase(images, anchor=erase_anchor, shape=erase_shape, axis_names="HW",
-                          fill_value=0)
+                          fill_value=list(fill))
+        if mixing:
+            images = fn.coord_transform(images, M=mix[0], dtype=types.FLOAT)
         pipe.set_outputs(fn.cast(images, dtype=types.FLOAT16))
     check_gpu_kernels(pipe)
     return pipe
 
 
 def decode_pipeline(source: Callable, *, batch_size: int, encoding: Encoding,
-                    num_threads: int, prefetch: int):
+                    num_threads: int, prefetch: int, mixing: bool = False):
     """CPU graph of the fused path: external_source → decode (raw: nothing to decode) →
-    uint8 HWC images, with the per-image augmentation parameters and sample numbers passed
-    through alongside. ``vireid.loader.fused`` then augments each batch in one pass."""
+    uint8 HWC images, with the per-image augmentation parameters and sample numbers (and,
+    ``mixing``, the channel matrices) passed through alongside. ``vireid.loader.fused`` then
+    augments each batch in one pass."""
     _, fn, types = import_dali()
     pipe = _pipeline(batch_size, num_threads, "cpu", 0, prefetch)
+    extra = 1 if mixing else 0
     with pipe:
-        data, params, samples = fn.external_source(
-            source=source, num_outputs=3, batch=True, batch_info=True,
-            layout=["HWC" if encoding is Encoding.RAW else None, None, None])
+        data, *passed = fn.external_source(
+            source=source, num_outputs=3 + extra, batch=True, batch_info=True,
+            layout=["HWC" if encoding is Encoding.RAW else None] + [None] * (2 + extra))
         images = _decode(data, encoding, "cpu", fn, types)
-        pipe.set_outputs(images, params, samples)
+        pipe.set_outputs(images, *passed)
     return pipe
 
 

@@ -25,7 +25,7 @@ from numba import njit, types
 from numba.extending import intrinsic
 
 from vireid.constants import IMAGENET_MEAN, IMAGENET_STD
-from vireid.loader.augment import PAD, AugmentParams
+from vireid.loader.augment import ERASE_FILL, PAD, AugmentParams
 
 
 def packed(params: AugmentParams) -> np.ndarray:
@@ -64,20 +64,35 @@ class NormaliseTables:
                    np.tile(bias.astype(np.float16).view(np.uint16), width))
 
 
-def augment_batch(images: np.ndarray, params: np.ndarray, tables: NormaliseTables, out):
+def augment_batch(images: np.ndarray, params: np.ndarray, tables: NormaliseTables, out,
+                  mix: np.ndarray | None = None, fill=ERASE_FILL):
     """uint8 N×H×W×3 ``images`` + ``packed`` params → ``out`` (a C-contiguous float16
-    N×H×W×3 torch tensor or numpy array, written in place)."""
-    _run(images, params, tables, _check(images, params, tables, out))
+    N×H×W×3 torch tensor or numpy array, written in place). ``mix`` (N×3×3 float32) and
+    ``fill``: the channel mixing and erase fill of ``AugmentParams``."""
+    _run(images, params, tables, _check(images, params, tables, out, mix), mix, fill)
     return out
 
 
-def _run(images: np.ndarray, params: np.ndarray, tables: NormaliseTables, target) -> None:
-    """The kernel on already checked arguments (``target``: the float16 numpy output)."""
-    _augment(np.ascontiguousarray(images), np.ascontiguousarray(params, dtype=np.int64),
-             tables.scale, tables.bias, tables.pad_bits, target.view(np.uint16))
+def _run(images: np.ndarray, params: np.ndarray, tables: NormaliseTables, target,
+         mix: np.ndarray | None = None, fill=ERASE_FILL) -> None:
+    """The kernel on already checked arguments (``target``: the float16 numpy output).
+    Without mixing and with a zero fill: the one-pass float16 kernel; otherwise the float32
+    row kernel (erase with ``fill`` and mix before the single rounding to float16)."""
+    images = np.ascontiguousarray(images)
+    params = np.ascontiguousarray(params, dtype=np.int64)
+    if mix is None and not any(fill):
+        _augment(images, params, tables.scale, tables.bias, tables.pad_bits,
+                 target.view(np.uint16))
+        return
+    if mix is None:
+        mix = np.repeat(np.eye(3, dtype=np.float32)[None], len(images), axis=0)
+    _augment_mixed(images, params, np.ascontiguousarray(mix, dtype=np.float32),
+                   np.asarray(fill, dtype=np.float32), tables.scale, tables.bias,
+                   target.view(np.uint16))
 
 
-def _check(images: np.ndarray, params: np.ndarray, tables: NormaliseTables, out) -> np.ndarray:
+def _check(images: np.ndarray, params: np.ndarray, tables: NormaliseTables, out,
+           mix: np.ndarray | None = None) -> np.ndarray:
     """Everything the kernel (which does not check bounds) relies on; → ``out`` as numpy."""
     target = out.numpy() if hasattr(out, "numpy") else out
     count, height, width = images.shape[:3] if images.ndim == 4 else (0, 0, 0)
@@ -89,6 +104,7 @@ def _check(images: np.ndarray, params: np.ndarray, tables: NormaliseTables, out)
          "out must be C-contiguous float16"),
         (params.shape != (count, 7), "params must be one packed row of 7 per image"),
         (tables.width != width, f"tables are for width {tables.width}"),
+        (mix is not None and np.shape(mix) != (count, 3, 3), "mix must be one 3×3 per image"),
     ]
     for failed, message in problems:
         if failed:
@@ -112,12 +128,14 @@ class FusedAugment:
         self.workers = workers
         self._pool = ThreadPoolExecutor(workers, "vireid-augment") if workers > 1 else None
 
-    def __call__(self, images: np.ndarray, params: np.ndarray, out):
+    def __call__(self, images: np.ndarray, params: np.ndarray, out,
+                 mix: np.ndarray | None = None, fill=ERASE_FILL):
         if self._pool is None or len(images) < 2 * self.workers:
-            return augment_batch(images, params, self.tables, out)
-        target = _check(images, params, self.tables, out)  # once for the whole batch
+            return augment_batch(images, params, self.tables, out, mix, fill)
+        target = _check(images, params, self.tables, out, mix)  # once for the whole batch
         bounds = np.linspace(0, len(images), self.workers + 1).astype(int)
-        parts = [self._pool.submit(_run, images[a:b], params[a:b], self.tables, target[a:b])
+        parts = [self._pool.submit(_run, images[a:b], params[a:b], self.tables, target[a:b],
+                                   None if mix is None else mix[a:b], fill)
                  for a, b in zip(bounds[:-1], bounds[1:])]
         for part in parts:
             part.result()
@@ -210,4 +228,35 @@ def _augment(images, params, scale, bias, pad_bits, out):
                 window[k] = _half_bits(pixels[k] * window_scale[k] + window_bias[k])
         top, start, h, w = params[n, 3], params[n, 4], params[n, 5], params[n, 6]
         out[n, top:top + h, start:start + w, :] = 0  # erasing, after normalisation
+    return out
+
+
+@njit(nogil=True, cache=True)
+def _augment_mixed(images, params, mix, fill, scale, bias, out):
+    """``_augment`` with an erase fill and a 3×3 channel mix per image: each output row is
+    built in float32 (pad/crop/flip, normalise, fill the erased columns), mixed as
+    (m0·x0 + m1·x1) + m2·x2 per output channel, then rounded once to float16."""
+    count, height, width, _ = images.shape
+    values = np.empty(3 * width, np.float32)
+    for n in range(count):
+        dy, dx, flip = params[n, 0] - PAD, params[n, 1] - PAD, params[n, 2] != 0
+        top, start, h, w = params[n, 3], params[n, 4], params[n, 5], params[n, 6]
+        m = mix[n]
+        for i in range(height):
+            y = i + dy
+            for j in range(width):
+                x = width - 1 - j + dx if flip else j + dx
+                inside = 0 <= y < height and 0 <= x < width
+                for c in range(3):
+                    k = 3 * j + c
+                    values[k] = images[n, y, x, c] * scale[k] + bias[k] if inside else bias[k]
+            if top <= i < top + h:
+                for j in range(start, start + w):
+                    for c in range(3):
+                        values[3 * j + c] = fill[c]
+            target = out[n, i]
+            for j in range(width):
+                x0, x1, x2 = values[3 * j], values[3 * j + 1], values[3 * j + 2]
+                for c in range(3):
+                    target[j, c] = _half_bits((m[c, 0] * x0 + m[c, 1] * x1) + m[c, 2] * x2)
     return out

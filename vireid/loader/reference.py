@@ -17,7 +17,7 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 
 from vireid.constants import IMAGENET_MEAN, IMAGENET_STD
-from vireid.loader.augment import PAD, AugmentParams
+from vireid.loader.augment import GRAY_WEIGHTS, PAD, AugmentParams
 from vireid.loader.plan import eval_share
 from vireid.loader.settings import EVAL_BATCH_SIZE
 from vireid.loader.source import ShardBytes, UsesShards, decode_problem, open_source
@@ -46,15 +46,37 @@ def to_normalised(image: Image.Image) -> torch.Tensor:
 
 
 def augment_one(image: Image.Image, params: AugmentParams, i: int) -> torch.Tensor:
-    """Pad 10 → crop → flip → to [0,1] → normalise → erase, as the original's transforms."""
+    """Pad 10 → crop → flip → to [0,1] → normalise → erase (→ CAJ's channel operation), as
+    the original's transforms."""
     width, height = image.size
     image = TF.crop(TF.pad(image, PAD), int(params.top[i]), int(params.left[i]), height, width)
     if params.flip[i]:
         image = TF.hflip(image)
     tensor = to_normalised(image)
     top, left, h, w = (int(v) for v in params.erase[i])
-    tensor[:, top:top + h, left:left + w] = 0.0
+    for channel, value in enumerate(params.fill):
+        tensor[channel, top:top + h, left:left + w] = value
+    if params.mix is not None:
+        channel_operation(tensor, params.mix[i])
     return tensor
+
+
+def channel_operation(tensor: torch.Tensor, mix: np.ndarray) -> torch.Tensor:
+    """CAJ's channel operations as its code writes them (in place on a 3×H×W tensor), told
+    apart by the mixing matrix the plan drew: identity (nothing), copy of channel k into the
+    others (ChannelExchange, ChannelAdapGray's R/G/B branches), or gray."""
+    if np.array_equal(mix, np.eye(3, dtype=np.float32)):
+        return tensor
+    for k in range(3):
+        if np.array_equal(mix, np.eye(3, dtype=np.float32)[[k, k, k]]):
+            for other in {0, 1, 2} - {k}:
+                tensor[other, :, :] = tensor[k, :, :]
+            return tensor
+    if np.array_equal(mix, np.tile(np.asarray(GRAY_WEIGHTS, np.float32), (3, 1))):
+        gray = 0.2989 * tensor[0, :, :] + 0.5870 * tensor[1, :, :] + 0.1140 * tensor[2, :, :]
+        tensor[0, :, :], tensor[1, :, :], tensor[2, :, :] = gray, gray, gray
+        return tensor
+    raise ValueError(f"not one of CAJ's channel operations: {mix.tolist()}")
 
 
 def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
@@ -71,7 +93,8 @@ class ReferenceTrainLoader(TrainLoaderBase):
             images = [augment_one(read_image(self.source, int(s)), plan.params, i)
                       for i, s in enumerate(plan.samples)]
             batch = _stack(images)
-            yield batch[:self.per_rank], batch[self.per_rank:]
+            visible = self.visible_views * self.per_rank
+            yield batch[:visible], batch[visible:]
 
 
 class ReferenceEvalLoader(UsesShards):
