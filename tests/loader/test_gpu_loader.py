@@ -77,3 +77,44 @@ def test_cuda_augmentation_statistics(shard_dir):
     shards = shard_dir("sysu", "raw", **SMALL)
     check_augmentation(train_loader("dali", shards, device="cuda", batch_ids=8,
                                          num_pos=4, seed=7))
+
+
+@pytest.mark.parametrize("encoding", ["raw", "png"])
+def test_cuda_caj_views_match_the_cpu_graph(shard_dir, encoding):
+    """CAJ's three groups on the GPU graph (erase fill, coord_transform mixing) against the
+    CPU graph: copies and unchanged images identical, gray within a float16 step (the GPU
+    may fuse the mixing's multiply-adds)."""
+    from tests.loader.test_caj_loader import CAJ, outcome_of
+
+    shards = shard_dir("sysu", encoding, **SMALL)
+    gpu = take(train_loader("dali", shards, device="cuda", **CAJ), 2)
+    cpu = take(train_loader("dali", shards, device="cpu", cpu_augment="dali", **CAJ), 2)
+    with train_loader("dali", shards, **CAJ) as loader:
+        plans = [loader.plan(0, step) for step in range(2)]
+    for a, b, plan in zip(gpu, cpu, plans):
+        assert a["visible"].shape == (16, 3, 64, 32) and a["visible"].is_cuda
+        x = torch.cat([a["visible"], a["infrared"]]).cpu()
+        y = torch.cat([b["visible"], b["infrared"]])
+        for n, mix in enumerate(plan.params.mix):
+            if outcome_of(mix) == 3:
+                step = np.spacing(np.abs(x[n].numpy())).astype(np.float32) + 1e-6
+                assert ((x[n].float() - y[n].float()).abs().numpy() <= step).all()
+            else:
+                assert torch.equal(x[n], y[n])
+
+
+def test_cuda_caj_outcomes_read_back_from_pixels(shard_dir):
+    """The channel outcomes' frequencies from GPU pixels (chi-square at p = 0.001)."""
+    from tests.loader.test_caj_loader import CAJ, chi_square, classify
+
+    shards = shard_dir("sysu", "raw", **SMALL)
+    counts = {"second": np.zeros(5, int), "infrared": np.zeros(5, int)}
+    for batch in take(train_loader("dali", shards, device="cuda", erase_prob=0.0, **CAJ), 30):
+        visible = batch["visible"].float().permute(0, 2, 3, 1).cpu().numpy()
+        infrared = batch["infrared"].float().permute(0, 2, 3, 1).cpu().numpy()
+        for name, images in (("second", visible[8:]), ("infrared", infrared)):
+            for image in images:
+                counts[name][classify(image)] += 1
+    assert counts["second"][3:].sum() == 0
+    assert chi_square(counts["second"][:3], [1 / 3] * 3) < 13.82
+    assert chi_square(counts["infrared"], [1 / 4] * 3 + [1 / 8] * 2) < 18.47
