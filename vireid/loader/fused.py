@@ -232,31 +232,83 @@ def _augment(images, params, scale, bias, pad_bits, out):
 
 
 @njit(nogil=True, cache=True)
+def _mix_kind(m):
+    """-1: identity; 0-2: channel k copied to all; 3: anything else (computed in full)."""
+    identity = True
+    for r in range(3):
+        for c in range(3):
+            if m[r, c] != (1.0 if r == c else 0.0):
+                identity = False
+    if identity:
+        return -1
+    for k in range(3):
+        copy = True
+        for r in range(3):
+            for c in range(3):
+                if m[r, c] != (1.0 if c == k else 0.0):
+                    copy = False
+        if copy:
+            return k
+    return 3
+
+
+@njit(nogil=True, cache=True)
 def _augment_mixed(images, params, mix, fill, scale, bias, out):
     """``_augment`` with an erase fill and a 3×3 channel mix per image: each output row is
     built in float32 (pad/crop/flip, normalise, fill the erased columns), mixed as
-    (m0·x0 + m1·x1) + m2·x2 per output channel, then rounded once to float16."""
+    (m0·x0 + m1·x1) + m2·x2 per output channel, then rounded once to float16.
+
+    An identity or a copy of channel k is that formula's exact result (normalised values are
+    finite and never -0: v·scale + bias rounds an exact zero to +0, padding and fill are
+    non-zero), so those skip the arithmetic."""
     count, height, width, _ = images.shape
-    values = np.empty(3 * width, np.float32)
+    row = 3 * width
+    values = np.empty(row, np.float32)
+    staged = np.empty(row, np.uint8)
     for n in range(count):
         dy, dx, flip = params[n, 0] - PAD, params[n, 1] - PAD, params[n, 2] != 0
         top, start, h, w = params[n, 3], params[n, 4], params[n, 5], params[n, 6]
         m = mix[n]
+        kind = _mix_kind(m)
+        first = max(0, dx)
+        stop = max(first, min(width, width + dx))
+        left = 0 if stop == first else width - stop + dx if flip else first - dx
+        right = left + stop - first
         for i in range(height):
             y = i + dy
-            for j in range(width):
-                x = width - 1 - j + dx if flip else j + dx
-                inside = 0 <= y < height and 0 <= x < width
-                for c in range(3):
-                    k = 3 * j + c
-                    values[k] = images[n, y, x, c] * scale[k] + bias[k] if inside else bias[k]
+            a, b = 3 * left, 3 * right
+            if y < 0 or y >= height:
+                values[:] = bias
+            else:
+                if flip:
+                    _mirror_pixels(images[n, y].reshape(row), first, stop, staged[a:b])
+                    pixels = staged[a:b]
+                else:
+                    pixels = images[n, y, first:stop].reshape(b - a)
+                values[:a] = bias[:a]
+                values[b:] = bias[b:]
+                window, window_scale, window_bias = values[a:b], scale[a:b], bias[a:b]
+                for k in range(b - a):
+                    window[k] = pixels[k] * window_scale[k] + window_bias[k]
             if top <= i < top + h:
                 for j in range(start, start + w):
+                    values[3 * j] = fill[0]
+                    values[3 * j + 1] = fill[1]
+                    values[3 * j + 2] = fill[2]
+            target = out[n, i].reshape(row)
+            if kind == -1:
+                for k in range(row):
+                    target[k] = _half_bits(values[k])
+            elif kind < 3:
+                for j in range(width):
+                    bits = _half_bits(values[3 * j + kind])
+                    target[3 * j] = bits
+                    target[3 * j + 1] = bits
+                    target[3 * j + 2] = bits
+            else:
+                for j in range(width):
+                    x0, x1, x2 = values[3 * j], values[3 * j + 1], values[3 * j + 2]
                     for c in range(3):
-                        values[3 * j + c] = fill[c]
-            target = out[n, i]
-            for j in range(width):
-                x0, x1, x2 = values[3 * j], values[3 * j + 1], values[3 * j + 2]
-                for c in range(3):
-                    target[j, c] = _half_bits((m[c, 0] * x0 + m[c, 1] * x1) + m[c, 2] * x2)
+                        target[3 * j + c] = _half_bits((m[c, 0] * x0 + m[c, 1] * x1)
+                                                       + m[c, 2] * x2)
     return out
