@@ -58,6 +58,7 @@ class EpochLoop:
             if env.is_main else None
         self.best = BestOnTest(self.out, config.run.resume) if env.is_main else None
         self._payload: dict = {}
+        self._cache_reported = False
 
     def run(self, start: int) -> RunResult:
         evaluations, epochs = [], self.config.epochs
@@ -90,6 +91,20 @@ class EpochLoop:
             self.log.epoch({"epoch": epoch, **stats})
         barrier()
         self.reporter.epoch_end(epoch, stats)
+        self._report_cache(epoch)
+
+    def _report_cache(self, epoch: int) -> None:
+        """Once, after the epoch that built the decoded cache (``--cache``): its first pass
+        as one line for humans and one metrics.jsonl row."""
+        from vireid.loader.cache import cache_report
+
+        cached = None if self._cache_reported else cache_report(self.parts.loader)
+        if cached is None:
+            return
+        self._cache_reported = True
+        self.reporter.note(f"cache: {cached.summary()}")
+        if self.log:
+            self.log.cache({"epoch": epoch, **cached.report()})
 
     def _evaluate(self, epoch: int) -> list[dict]:
         model = plain(self.parts.model)

@@ -44,6 +44,9 @@ class Reporter:
     def evaluation(self, epoch: int, rows: list[dict]) -> None:
         pass
 
+    def note(self, line: str) -> None:
+        """A one-off line about the run (e.g. the decoded cache's first pass)."""
+
 
 def library_versions() -> dict:
     import numpy
@@ -105,6 +108,10 @@ class RunLog:
         if self._writer:
             for key in ("loss", "loss_id", "loss_triplet", "accuracy", "lr", "images_per_s"):
                 self._writer.add_scalar(f"train/{key}", row[key], row["epoch"])
+
+    def cache(self, row: dict) -> None:
+        """The decoded cache's first pass: images, bytes, where, seconds."""
+        self._append({"kind": "cache", **row})
 
     def best(self, row: dict) -> None:
         """The best evaluation so far on the test set (see ``vireid.train.best``)."""

@@ -1,0 +1,241 @@
+"""The decoded cache (``--cache host``) against the decoding loader, and its tensor
+augmentation against the fused kernel and a numpy oracle, bit for bit, on the CPU."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from tests.loader.test_fused import CORNERS, ERASE_BOXES, assert_bitwise, fused, grid
+from tests.loaders import train_loader
+from vireid.constants import IMAGENET_MEAN, IMAGENET_STD
+from vireid.errors import VireidError
+from vireid.loader import cache as cache_module
+from vireid.loader import dali_decode
+from vireid.loader.augment import (
+    CAJ_ERASE_FILL,
+    PAD,
+    AugmentParams,
+    draw_adaptive_gray,
+    draw_channel_exchange,
+    draw_params,
+)
+from vireid.loader.tensor_augment import augment_tensor
+
+SMALL = {"width": 32, "height": 64}
+OPTIONS = {"batch_ids": 4, "num_pos": 2, "seed": 11}
+
+
+def numpy_oracle(images: np.ndarray, params: AugmentParams) -> np.ndarray:
+    """AugmentParams' docstring, one image at a time in numpy float32: pad → crop → flip →
+    x·scale then + bias → erase box = fill → (M[c,0]·x0 + M[c,1]·x1) + M[c,2]·x2 → float16."""
+    mean, std = np.float32(IMAGENET_MEAN), np.float32(IMAGENET_STD)
+    scale = (np.float32(1) / (np.float32(255) * std)).astype(np.float32)
+    bias = (-mean / std).astype(np.float32)
+    count, height, width, _ = images.shape
+    result = np.empty(images.shape, np.float16)
+    for n in range(count):
+        padded = np.pad(images[n], ((PAD, PAD), (PAD, PAD), (0, 0)))
+        crop = padded[params.top[n]:params.top[n] + height, params.left[n]:params.left[n] + width]
+        if params.flip[n]:
+            crop = crop[:, ::-1]
+        x = crop.astype(np.float32) * scale
+        x = x + bias
+        top, left, h, w = params.erase[n]
+        x[top:top + h, left:left + w] = np.float32(params.fill)
+        if params.mix is not None:
+            m = params.mix[n]
+            x = np.stack([(m[c, 0] * x[..., 0] + m[c, 1] * x[..., 1]) + m[c, 2] * x[..., 2]
+                          for c in range(3)], axis=-1)
+        result[n] = x.astype(np.float16)
+    return result
+
+
+def test_tensor_augment_equals_the_fused_kernel_on_drawn_params():
+    rng = np.random.default_rng(1)
+    for height, width, count in [(64, 32, 32), (37, 23, 40), (9, 7, 8)]:
+        images = rng.integers(0, 256, (count, height, width, 3), dtype=np.uint8)
+        params = draw_params(rng, count, height, width)
+        assert_bitwise(augment_tensor(torch.from_numpy(images), params), fused(images, params))
+
+
+@pytest.mark.parametrize("box", ERASE_BOXES.values(), ids=ERASE_BOXES.keys())
+def test_tensor_augment_equals_the_fused_kernel_at_borders(box):
+    """Every crop corner (border crops), both flips, empty and edge erase boxes."""
+    images, params = grid(CORNERS, (False, True), [box])
+    out = torch.full(images.shape, float("nan"), dtype=torch.float16)
+    assert augment_tensor(torch.from_numpy(images), params, out) is out
+    assert_bitwise(out, fused(images, params))
+
+
+def _mixed_params(rng, count: int, height: int, width: int) -> AugmentParams:
+    p = draw_params(rng, count, height, width, erase_prob=0.8)
+    half = count // 2
+    mix = np.concatenate([draw_channel_exchange(rng, half),
+                          draw_adaptive_gray(rng, count - half, probability=0.9)])
+    mix[0] = rng.normal(size=(3, 3)).astype(np.float32)  # an arbitrary matrix too
+    return AugmentParams(p.top, p.left, p.flip, p.erase, mix, CAJ_ERASE_FILL)
+
+
+def test_tensor_augment_mixing_and_fill_equal_the_numpy_oracle():
+    rng = np.random.default_rng(2)
+    images = rng.integers(0, 256, (48, 37, 23, 3), dtype=np.uint8)
+    params = _mixed_params(rng, 48, 37, 23)
+    assert (params.erase[:, 2] > 0).sum() > 10
+    got = augment_tensor(torch.from_numpy(images), params).numpy()
+    assert_bitwise(got, numpy_oracle(images, params))
+    plain = AugmentParams(params.top, params.left, params.flip, params.erase)
+    assert_bitwise(augment_tensor(torch.from_numpy(images), plain).numpy(),
+                   numpy_oracle(images, plain))
+
+
+def _visible(loader, epochs: int = 1, count: int | None = None) -> list[torch.Tensor]:
+    got = []
+    for _ in range(epochs):
+        for batch in loader:
+            got.append(torch.cat([batch["visible"], batch["infrared"]]).clone())
+            if count is not None and len(got) == count:
+                return got
+    return got
+
+
+def _same(a: list[torch.Tensor], b: list[torch.Tensor]) -> None:
+    assert len(a) == len(b) > 0
+    for x, y in zip(a, b):
+        assert_bitwise(x.contiguous().numpy(), y.contiguous().numpy())
+
+
+@pytest.mark.dali
+@pytest.mark.parametrize("encoding", ["raw", "png", "jpeg"])
+def test_cached_batches_equal_the_decoding_loader_over_two_epochs(shard_dir, encoding):
+    """On the CPU the cache decodes with the fused loader's decoder: the same bits for every
+    encoding, JPEG included."""
+    shards = shard_dir("sysu", encoding, **SMALL)
+    expected = _visible(train_loader("dali", shards, **OPTIONS), epochs=2)
+    cached = train_loader("dali", shards, cache="host", **OPTIONS)
+    _same(_visible(cached, epochs=2), expected)
+    assert cached._cached.count == len(set(cached.view.visible.samples)
+                                       | set(cached.view.infrared.samples))
+
+
+@pytest.mark.dali
+def test_cache_with_dali_operators_and_device_on_a_cpu_run(shard_dir):
+    """``cpu_augment="dali"`` (no kernel of the loader's) and ``device`` (= host on a CPU)."""
+    shards = shard_dir("sysu", "png", **SMALL)
+    expected = _visible(train_loader("dali", shards, **OPTIONS), count=4)
+    cached = train_loader("dali", shards, cache="device", cpu_augment="dali", **OPTIONS)
+    _same(_visible(cached, count=4), expected)
+    assert cached._cached.where == "host"
+
+
+@pytest.mark.dali
+@pytest.mark.parametrize("encoding", ["raw", "png"])
+def test_cached_resume_and_seek_mid_epoch(shard_dir, encoding):
+    shards = shard_dir("sysu", encoding, **SMALL)
+    straight = train_loader("dali", shards, **OPTIONS)
+    expected = _visible(straight) + _visible(straight, count=2)
+    interrupted = train_loader("dali", shards, cache="host", **OPTIONS)
+    got = _visible(interrupted, count=3)
+    state = json.loads(json.dumps(interrupted.state_dict()))
+    resumed = train_loader("dali", shards, cache="host", **OPTIONS)
+    resumed.load_state_dict(state)
+    got += _visible(resumed) + _visible(resumed, count=2)
+    _same(got, expected)
+    resumed.seek(0, 5)
+    _same(_visible(resumed, count=2), expected[5:7])
+
+
+@pytest.mark.dali
+def test_cached_channel_views_equal_the_oracle_on_stored_pixels(shard_dir):
+    """CAJ's views (channel mixing, erase fill) from the cache: the numpy oracle applied to
+    the stored raw pixels of the step's plan."""
+    shards = shard_dir("sysu", "raw", **SMALL)
+    loader = train_loader("dali", shards, cache="host", views="channel", **OPTIONS)
+    manifest = loader.source.manifest
+    for batch in [b for b, _ in zip(loader, range(2))]:
+        plan = loader.plan(batch["epoch"], batch["step"])
+        assert plan.params.mix is not None
+        stored = np.stack([loader.source.read(int(s)).reshape(manifest.height, manifest.width,
+                                                               3) for s in plan.samples])
+        got = torch.cat([batch["visible"], batch["infrared"]]).permute(0, 2, 3, 1)
+        assert_bitwise(got.contiguous().numpy(), numpy_oracle(stored, plan.params))
+
+
+@pytest.mark.dali
+def test_nothing_is_decoded_after_the_first_pass(shard_dir, monkeypatch):
+    shards = shard_dir("sysu", "png", **SMALL)
+    calls = []
+    decode = dali_decode.decode_samples
+    monkeypatch.setattr(dali_decode, "decode_samples",
+                        lambda *a, **k: calls.append(len(a[1])) or decode(*a, **k))
+    loader = train_loader("dali", shards, cache="host", **OPTIONS)
+    next(iter(loader))
+    reads = []
+    read_images = loader.source.read_images
+    monkeypatch.setattr(loader.source, "read_images",
+                        lambda samples: reads.append(samples) or read_images(samples))
+    _visible(loader, epochs=2)
+    assert calls == [loader._cached.count] and reads == []
+    cached = loader._cached
+    assert cached.decode_seconds > 0 and cached.first_batch_seconds >= cached.decode_seconds
+    assert cached.nbytes == cached.count * 64 * 32 * 3
+    assert cached.summary() == (f"decoded {cached.count:,} images (0.0 GB, host) in "
+                                f"{cached.decode_seconds:.1f} s")
+
+
+@pytest.mark.dali
+def test_a_cache_that_does_not_fit_is_refused_before_decoding(shard_dir, monkeypatch):
+    shards = shard_dir("sysu", "raw", **SMALL)
+    monkeypatch.setattr(cache_module, "available_host_memory", lambda: 3 * 10**9)
+    monkeypatch.setattr(dali_decode, "decode_samples",
+                        lambda *a, **k: pytest.fail("decoded before the memory check"))
+    monkeypatch.setitem(cache_module.HEADROOM, "host", (0.1, 3 * 10**9))
+    loader = train_loader("dali", shards, cache="host", **OPTIONS)
+    with pytest.raises(VireidError, match=r"^cache: the decoded training set needs 0\.0 GB "
+                       r"\([\d,]+ images × 64×32×3\), but only 3\.0 GB of host memory is "
+                       r"available \(keeping 3\.0 GB free\): use --cache none$"):
+        next(iter(loader))
+
+
+def test_the_refusal_names_the_numbers_and_the_way_out():
+    with pytest.raises(VireidError, match=r"needs 5\.5 GB \(44,000 images × 288×144×3\), but "
+                       r"only 6\.0 GB of GPU memory .* use --cache none or --cache host$"):
+        cache_module.check_fits(5_474_304_000, 44_000, (288, 144), "device", 6 * 10**9)
+    cache_module.check_fits(4 * 10**9, 1, (1, 1), "host", 6 * 10**9)  # fits: no error
+    assert cache_module.available_host_memory() > 0
+
+
+@pytest.mark.dali
+@pytest.mark.parametrize("offset, data, message", [
+    (30, b"\x13" * 300, r"cannot be decoded \(.*\): damaged shard"),
+    (0, b"\0" * 4, r"is not a JPEG"),
+])
+def test_a_damaged_image_in_the_first_pass_names_the_tar_and_key(shard_dir, copy_shards,
+                                                                  offset, data, message,
+                                                                  monkeypatch):
+    """Small decode batches: DALI 2.4's CPU decoder can crash the process when many images
+    of one batch fail at once (seen with ~100 damaged JPEG bodies, cached or not)."""
+    from tests.loader.test_dali_errors import damage_bodies
+
+    monkeypatch.setattr(dali_decode, "DECODE_BATCH", 8)
+    shards = copy_shards(shard_dir("sysu", "jpeg", **SMALL))
+    damage_bodies(shards, offset, data)
+    loader = train_loader("dali", shards, cache="host", **OPTIONS)
+    with pytest.raises(VireidError, match=rf"\.tar: image \S+ {message}.*verify --deep"):
+        next(iter(loader))
+
+
+def test_reference_loader_with_a_cache_is_refused(shard_dir, tmp_path):
+    """--cache needs the DALI loader: refused in one line before anything starts."""
+    from vireid.train.config import TrainConfig
+    from vireid.train.runner import run_training
+
+    config = TrainConfig.from_flat(shards=str(shard_dir("sysu", "raw", width=32, height=64)),
+                                   out=str(tmp_path / "run"), loader="reference",
+                                   cache="host", device="cpu")
+    with pytest.raises(VireidError, match="reference loader"):
+        run_training(config)
+    assert not (tmp_path / "run").exists()

@@ -1,0 +1,45 @@
+"""The decoded cache on CUDA (``device`` and pinned ``host``) against the CPU path, and the
+tensor augmentation on the GPU against the CPU, bit for bit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tests.loader.test_cache import OPTIONS, SMALL, _mixed_params, _same, _visible
+from tests.loaders import train_loader
+from vireid.loader.augment import draw_params
+from vireid.loader.tensor_augment import augment_tensor
+
+pytestmark = pytest.mark.gpu
+
+
+def _cpu(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    return [t.cpu() for t in tensors]
+
+
+@pytest.mark.dali
+@pytest.mark.parametrize("cache", ["device", "host"])
+@pytest.mark.parametrize("encoding", ["raw", "png"])
+def test_cuda_cache_equals_the_cpu_cache(shard_dir, encoding, cache):
+    shards = shard_dir("sysu", encoding, **SMALL)
+    expected = _visible(train_loader("dali", shards, cache="host", **OPTIONS), epochs=2)
+    loader = train_loader("dali", shards, cache=cache, device="cuda", **OPTIONS)
+    got = _visible(loader, epochs=2)
+    assert got[0].is_cuda
+    assert loader._cached.images.is_cuda == (cache == "device")
+    assert loader._cached.images.is_pinned() or cache == "device"
+    _same(_cpu(got), expected)
+
+
+@pytest.mark.parametrize("mixed", [False, True], ids=["plain", "mix"])
+def test_tensor_augment_on_cuda_equals_the_cpu(mixed):
+    rng = np.random.default_rng(3)
+    images = torch.from_numpy(rng.integers(0, 256, (64, 288, 144, 3), dtype=np.uint8))
+    params = _mixed_params(rng, 64, 288, 144) if mixed else draw_params(rng, 64, 288, 144)
+    expected = augment_tensor(images, params)
+    got = augment_tensor(images.cuda(), params)
+    assert got.is_cuda
+    np.testing.assert_array_equal(got.cpu().numpy().view(np.uint16),
+                                  expected.numpy().view(np.uint16))
