@@ -16,7 +16,7 @@ import datetime
 import platform
 from pathlib import Path
 
-from benchmarks import evaluation, loader, metrics, precision, shard_build, train_step
+from benchmarks import decoder, evaluation, loader, metrics, precision, shard_build, train_step
 from benchmarks.report import write_report
 
 RESULTS = Path(__file__).parent / "results"
@@ -25,6 +25,7 @@ FULL = {
     "shard_build": ["--ids", "220", "--images-per-camera", "5"],
     "loader": [],
     "train_step": ["--compile"],
+    "decoder": [],  # GPU only: one line on a CPU
     "evaluation": [],
     "metrics": [],
     "precision": [],
@@ -37,12 +38,15 @@ QUICK = {
                "--probe-steps", "2"],
     "train_step": ["--arch", "resnet18", "--height", "64", "--width", "32", "--steps", "1",
                    "--repeats", "1", "--no-end-to-end"],
+    "decoder": ["--ids", "20", "--images-per-camera", "1", "--steps", "2", "--warmup", "1",
+                "--repeats", "1"],
     "evaluation": ["--ids", "8", "--arch", "resnet18", "--repeats", "1"],
     "metrics": ["--queries", "60", "--gallery", "20", "--trials", "2", "--repeats", "1"],
     "precision": ["--seeds", "1", "--queries", "60", "--gallery", "20", "--dim", "64"],
 }
 RUNNERS = {"shard_build": shard_build, "loader": loader, "train_step": train_step,
-           "evaluation": evaluation, "metrics": metrics, "precision": precision}
+           "decoder": decoder, "evaluation": evaluation, "metrics": metrics,
+           "precision": precision}
 
 
 def main(argv=None) -> Path:

@@ -1,12 +1,16 @@
 """Training-loader images/s on this machine, side by side with the original, in one run.
 
 Rows: the original loader (uint8 arrays in RAM, per-image PIL/torchvision transforms,
-DataLoader with 2 workers, global-RNG identity sampler), vireid's DALI loader on the CPU over
-JPEG / raw / PNG shards (fused augmentation, the default) and over JPEG with DALI's own
-operators (the GPU graph on CPU operators), the DALI decode-only ceiling over the same JPEG
-bytes and threads, the PyTorch reference loader, and DALI on the GPU when there is one; the
-issue's targets, met or not. Then time to first batch and peak RSS, each measured in a fresh
-process, at two dataset sizes, plus one run whose compiled-kernel cache starts empty.
+DataLoader with one worker per core, global-RNG identity sampler), vireid's DALI loader on the
+CPU over JPEG / raw / PNG shards (fused augmentation, the default) and over JPEG with DALI's
+own operators (the GPU graph on CPU operators), the DALI decode-only ceiling over the same
+JPEG bytes and threads, the PyTorch reference loader; CAJ's 96-image steps (two visible views
+and one infrared per pair) from vireid's loaders beside the authors' approach (per-image
+transforms in DataLoader workers, ``benchmarks/original/caj.py``). On a GPU also: DALI with
+``mixed`` (nvJPEG) decoding, with CPU decoding, from the decoded device cache, CAJ steps, and
+the ``mixed`` decode-only ceiling. The issue's targets, met or not. Then time to first batch
+and peak RSS, each measured in a fresh process, at two dataset sizes, plus one run whose
+compiled-kernel cache starts empty.
 
     python -m benchmarks.loader                      # the full run (30,000-image set)
     python -m benchmarks.loader --ids 20 --images-per-camera 2 --steps 2 --repeats 1 \
@@ -29,26 +33,31 @@ from benchmarks.measure import (
     interleaved,
     throughput,
 )
+from vireid.errors import VireidError
 
 
-def decode_only(shards: Path, threads: int):
-    """The JPEG ceiling: the same bytes through DALI's decoder and nothing else."""
+def decode_only(shards: Path, threads: int, device: str = "cpu"):
+    """The JPEG ceiling: the same bytes through DALI's decoder and nothing else (``cuda``:
+    the loader's ``mixed`` decoder with its default options)."""
     import numpy as np
     from nvidia.dali import fn, pipeline_def, types
 
+    from vireid.loader.dali_pipes import _decoder
     from vireid.loader.sampler import IdentitySampler
     from vireid.loader.source import ShardBytes
     source = ShardBytes(shards)
+    stored = (source.manifest.height, source.manifest.width)
     sampler = IdentitySampler.from_view(source.manifest.training_view(None))
 
     def feed(info):
         step = sampler.step(0, info.iteration % sampler.steps_per_epoch)
         return [source.read(int(i)) for i in np.concatenate([step.visible, step.infrared])]
 
-    @pipeline_def(batch_size=IMAGES_PER_STEP, num_threads=threads, device_id=None)
+    @pipeline_def(batch_size=IMAGES_PER_STEP, num_threads=threads,
+                  device_id=0 if device == "cuda" else None)
     def pipe():
         return fn.decoders.image(fn.external_source(feed, batch=True, batch_info=True),
-                                 device="cpu", output_type=types.RGB)
+                                 output_type=types.RGB, **_decoder(device, None, stored))
 
     built = pipe()
     built.build()
@@ -64,7 +73,11 @@ TARGETS = {  # issue 3: CPU throughput targets, checked in the same run (never i
              lambda row: row["ratio_to_original"] >= 2
              and row["fraction_of_decode_ceiling"] >= 0.6),
     "raw": ("≥ 3× original", lambda row: row["ratio_to_original"] >= 3),
+    # issue 14: GPU loader throughput
+    "gpu_mixed": ("≥ 10,000 images/s", lambda row: row["images_per_s"] >= 10_000),
+    "gpu_device_cache": ("≥ 20,000 images/s", lambda row: row["images_per_s"] >= 20_000),
 }
+CAJ = {"views": "channel", "batch": 3 * IMAGES_PER_STEP // 2}  # CAJ rows: 96-image steps
 
 
 def loader_rows(args, work: Path, env: dict) -> list[dict]:
@@ -81,9 +94,10 @@ def loader_rows(args, work: Path, env: dict) -> list[dict]:
     def cached(folder, keep=True):
         return lambda: cache_files(folder, keep)
 
+    workers = default_threads()  # one DataLoader worker per core
     table = {  # name → (factory, arguments, before each repeat, row fields)
-        "original (uint8 in RAM, PIL, 2 workers)": (original_batches, (root,), None,
-                                                    {"threads": 2})}
+        f"original (uint8 in RAM, PIL, {workers} workers)": (
+            original_batches, (root, workers), None, {"threads": workers})}
     for encoding, folder in shards.items():
         fields = {"threads": threads, "encoding": encoding,
                   "mean_encoded_kb": mean_encoded_kb(folder)}
@@ -100,43 +114,120 @@ def loader_rows(args, work: Path, env: dict) -> list[dict]:
                                                 {"threads": threads})
     table["vireid reference loader (jpeg, PyTorch)"] = (reference_batches, (jpeg,),
                                                         cached(jpeg), {"threads": 1})
+    table.update(caj_table(root, jpeg, threads, workers, cached(jpeg)))
+    skipped = []
     if _has_gpu():
-        table["vireid DALI gpu (jpeg shards)"] = (
-            dali_batches, (jpeg, threads, {"device": "cuda"}), cached(jpeg),
-            {"threads": threads, "device": "cuda"})
+        skipped = gpu_table(table, jpeg, threads, cached(jpeg))
+    if args.rows:  # the baselines the ratios need, and the rows asked for
+        table = {name: row for name, row in table.items()
+                 if name.startswith(("original", "CAJ original", "DALI decode-only"))
+                 or any(text in name for text in args.rows)}
+    table = {name: row for name, row in table.items()
+             if not any(text in name for text in args.skip_rows)}
     measured = interleaved({name: row[:3] for name, row in table.items()}, steps=args.steps,
-                           warmup=args.warmup, repeats=args.repeats, settle=args.settle)
+                           warmup=args.warmup, repeats=args.repeats, settle=args.settle,
+                           images={name: row[3].get("batch", IMAGES_PER_STEP)
+                                   for name, row in table.items()})
     base = {**env, "benchmark": "train_loader", "batch": IMAGES_PER_STEP, "device": "cpu"}
     return _ratios([{**base, "name": name, **fields, **measured[name]}
-                    for name, (_, _, _, fields) in table.items()])
+                    for name, (_, _, _, fields) in table.items()]) + \
+        [{**base, **row} for row in skipped]
 
 
-def dali_batches(folder: Path, threads: int, options: dict | None = None):
-    """Endless batches of the DALI loader; ``options``: ``Backend`` settings."""
+def caj_table(root: Path, jpeg: Path, threads: int, workers: int, before) -> dict:
+    """CAJ's 96-image steps: the authors' approach, vireid's DALI and reference loaders."""
+    return {
+        f"CAJ original (uint8 in RAM, PIL, {workers} workers)": (
+            caj_original_batches, (root, workers), None, {"threads": workers, **CAJ}),
+        "vireid DALI cpu, fused, CAJ views (jpeg shards)": (
+            dali_batches, (jpeg, threads, None, "channel"), before, {"threads": threads, **CAJ}),
+        "vireid reference loader, CAJ views (jpeg, PyTorch)": (
+            reference_batches, (jpeg, "channel"), before, {"threads": 1, **CAJ})}
+
+
+def gpu_table(table: dict, jpeg: Path, threads: int, before) -> list[dict]:
+    """Adds the GPU rows to ``table``; returns rows for those this machine cannot run."""
+    gpu = {"threads": threads, "device": "cuda"}
+    table["vireid DALI gpu, mixed decoding (jpeg shards)"] = (
+        dali_batches, (jpeg, threads, {"device": "cuda"}), before,
+        {**gpu, "target_key": "gpu_mixed"})
+    table["vireid DALI gpu, CPU decoding (jpeg shards)"] = (
+        dali_batches, (jpeg, threads, {"device": "cuda", "decoder": {"on": "cpu"}}), before,
+        gpu)
+    table["vireid DALI gpu, mixed, CAJ views (jpeg shards)"] = (
+        dali_batches, (jpeg, threads, {"device": "cuda"}, "channel"), before, {**gpu, **CAJ})
+    table["DALI decode-only ceiling, mixed (jpeg)"] = (decode_only, (jpeg, threads, "cuda"),
+                                                       before, gpu)
+    skipped = []
+    for cache in ("device", "host"):
+        name = f"vireid DALI gpu, {cache} cache (jpeg shards)"
+        problem = cache_problem(jpeg, threads, cache)
+        if problem:
+            print(f"loader: row {name!r} skipped: {problem}", file=sys.stderr)
+            skipped.append({"name": name, **gpu, "note": f"skipped: {problem}"})
+            continue
+        table[name] = (dali_batches, (jpeg, threads, {"device": "cuda", "cache": cache}),
+                       before, {**gpu, "target_key": f"gpu_{cache}_cache"})
+    return skipped
+
+
+def cache_problem(folder: Path, threads: int, cache: str) -> str | None:
+    """Why the decoded-cache loader cannot run here (None: it delivered a batch)."""
+    try:
+        from vireid.loader import make_train_loader
+        from vireid.loader.settings import Backend
+
+        loader = make_train_loader("dali", folder, backend=Backend(
+            device="cuda", num_threads=threads, cache=cache))
+        try:
+            next(iter(loader))
+        finally:
+            loader.close()
+    except (ImportError, NotImplementedError, VireidError, RuntimeError, TypeError,
+            ValueError) as error:
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
+def dali_batches(folder: Path, threads: int, options: dict | None = None,
+                 views: str | None = None):
+    """Endless batches of the DALI loader; ``options``: ``Backend`` settings (``decoder``:
+    ``DecoderOptions`` settings); ``views``: the training views (``channel``: CAJ's)."""
     from vireid.loader import make_train_loader
-    from vireid.loader.settings import Backend
+    from vireid.loader.settings import Backend, DecoderOptions, Sampling
 
-    backend = Backend(num_threads=threads, **(options or {}))
-    return endless(lambda: make_train_loader("dali", folder, backend=backend))
+    options = dict(options or {})
+    if "decoder" in options:
+        options["decoder"] = DecoderOptions(**options["decoder"])
+    backend = Backend(num_threads=threads, **options)
+    sampling = Sampling(views=views)
+    return endless(lambda: make_train_loader("dali", folder, sampling, backend=backend))
 
 
-def reference_batches(folder: Path):
+def reference_batches(folder: Path, views: str | None = None):
     from vireid.loader import make_train_loader
+    from vireid.loader.settings import Sampling
 
-    return endless(lambda: make_train_loader("reference", folder))
+    return endless(lambda: make_train_loader("reference", folder, Sampling(views=views)))
 
 
 def _ratios(rows: list[dict]) -> list[dict]:
-    """Ratios to the original and to the decode-only ceiling; the targets, met or not."""
+    """Ratios to the original (CAJ rows: to CAJ's original) and to the decode-only ceiling of
+    the same device; the targets, met or not."""
     original = rows[0]["images_per_s"]
-    ceiling = next(r for r in rows if r["name"].startswith("DALI decode-only"))["images_per_s"]
+    caj = next(r for r in rows if r["name"].startswith("CAJ original"))["images_per_s"]
+    ceilings = {r.get("device", "cpu"): r["images_per_s"] for r in rows
+                if r["name"].startswith("DALI decode-only")}
     for row in rows:
-        row["ratio_to_original"] = row["images_per_s"] / original
+        row["ratio_to_original"] = row["images_per_s"] / (
+            caj if row.get("views") == "channel" else original)
         row["images_per_s_per_thread"] = row["images_per_s"] / row["threads"]
         if "(jpeg" in row["name"]:
+            ceiling = ceilings.get(row.get("device", "cpu"), ceilings["cpu"])
             row["fraction_of_decode_ceiling"] = row["images_per_s"] / ceiling
-        if row.get("encoding") in TARGETS:
-            row["target"], met = TARGETS[row["encoding"]]
+        key = row.pop("target_key", row.get("encoding"))
+        if key in TARGETS:
+            row["target"], met = TARGETS[key]
             row["target_met"] = bool(met(row))
     return rows
 
@@ -159,12 +250,20 @@ def scaling_rows(args, work: Path, env: dict) -> list[dict]:
     return rows
 
 
-def original_batches(root: Path):
+def original_batches(root: Path, workers: int = 2):
     from benchmarks.datasets import training_arrays
     from benchmarks.original.loader import original_loader
 
     arrays = training_arrays(root)
-    return endless(lambda: original_loader(*arrays, workers=2))
+    return endless(lambda: original_loader(*arrays, workers=workers))
+
+
+def caj_original_batches(root: Path, workers: int = 2):
+    from benchmarks.datasets import training_arrays
+    from benchmarks.original.caj import caj_loader
+
+    arrays = training_arrays(root)
+    return endless(lambda: caj_loader(*arrays, workers=workers))
 
 
 def startup_rows(args, work: Path, env: dict) -> list[dict]:
@@ -189,6 +288,9 @@ def startup_rows(args, work: Path, env: dict) -> list[dict]:
     return rows
 
 
+PARTS = {"loader": loader_rows, "scaling": scaling_rows, "startup": startup_rows}
+
+
 def _has_gpu() -> bool:
     import torch
 
@@ -209,12 +311,18 @@ def main(argv=None) -> list[dict]:
                         help="two dataset sizes (ids) for start-up time and RSS")
     parser.add_argument("--startup-images-per-camera", type=int, default=5)
     parser.add_argument("--probe-steps", type=int, default=5)
+    parser.add_argument("--rows", nargs="*", default=None, metavar="TEXT",
+                        help="only the loader rows whose names contain TEXT (and the "
+                        "baselines: the originals and the decode-only ceilings)")
+    parser.add_argument("--skip-rows", nargs="*", default=[], metavar="TEXT",
+                        help="leave out the loader rows whose names contain TEXT")
+    parser.add_argument("--parts", nargs="*", choices=PARTS, default=list(PARTS),
+                        help="which measurements (default: all)")
     parser.add_argument("--results", type=Path, default=None)
     args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
     env = environment()
-    rows = (loader_rows(args, args.work, env) + scaling_rows(args, args.work, env)
-            + startup_rows(args, args.work, env))
+    rows = [row for part in args.parts for row in PARTS[part](args, args.work, env)]
     emit(rows, args.results)
     return rows
 

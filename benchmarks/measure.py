@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,23 +34,34 @@ def summary(rates: list[float], steps: int) -> dict:
             "images_per_s_max": rates[-1], "repeats": len(rates), "steps": steps}
 
 
-def _rate(iterator: Iterator, steps: int) -> float:
+def _rate(iterator: Iterator, steps: int, images: int = IMAGES_PER_STEP) -> float:
     start = time.perf_counter()
     for _ in range(steps):
         next(iterator)
-    return steps * IMAGES_PER_STEP / (time.perf_counter() - start)
+    synchronize()
+    return steps * images / (time.perf_counter() - start)
 
 
-def throughput(batches: Callable[[], Iterator], steps: int, warmup: int, repeats: int) -> dict:
-    """images/s over ``steps`` batches after ``warmup`` batches; median of repeats."""
+def synchronize() -> None:
+    """Wait for queued GPU work (batches made by asynchronous kernels count when done)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
+def throughput(batches: Callable[[], Iterator], steps: int, warmup: int, repeats: int,
+               images: int = IMAGES_PER_STEP) -> dict:
+    """images/s over ``steps`` batches of ``images`` after ``warmup`` batches; median of
+    repeats."""
     iterator = iter(batches())
     for _ in range(warmup):
         next(iterator)
-    return summary([_rate(iterator, steps) for _ in range(repeats)], steps)
+    return summary([_rate(iterator, steps, images) for _ in range(repeats)], steps)
 
 
 def interleaved(rows: dict[str, tuple[Callable, tuple, Callable[[], None] | None]],
-                steps: int, warmup: int, repeats: int, settle: float = 1.0) -> dict[str, dict]:
+                steps: int, warmup: int, repeats: int, settle: float = 1.0,
+                images: dict[str, int] | None = None) -> dict[str, dict]:
     """``{name: (factory, arguments, before)}`` → ``{name: summary}``.
 
     Each row lives in its own process (spawned; ``factory(*arguments)`` gives its batch
@@ -57,7 +69,8 @@ def interleaved(rows: dict[str, tuple[Callable, tuple, Callable[[], None] | None
     make every later write of the measuring process a copy-on-write fault. Rows take turns:
     every row's repeat r runs before any row's repeat r + 1, each after its ``before()`` hook
     (e.g. page-cache state) and ``settle`` seconds of quiet (loaders keep working ahead after
-    their last batch, and that work must not land in the next row)."""
+    their last batch, and that work must not land in the next row). ``images``: images per
+    step of the rows whose steps are not ``IMAGES_PER_STEP`` (CAJ's 96)."""
     context = multiprocessing.get_context("spawn")
     workers = {}
     try:
@@ -65,7 +78,8 @@ def interleaved(rows: dict[str, tuple[Callable, tuple, Callable[[], None] | None
             parent, child = context.Pipe()
             process = context.Process(
                 target=_serve, name=f"bench-{name}",
-                args=(child, factory, arguments, warmup, multiprocessing.get_start_method()))
+                args=(child, factory, arguments, warmup, multiprocessing.get_start_method(),
+                      (images or {}).get(name, IMAGES_PER_STEP)))
             process.start()
             workers[name] = (process, parent)
             parent.recv()  # built and warmed up; one at a time, so builds do not compete
@@ -87,7 +101,7 @@ def interleaved(rows: dict[str, tuple[Callable, tuple, Callable[[], None] | None
 
 
 def _serve(connection, factory: Callable, arguments: tuple, warmup: int,
-           start_method: str) -> None:
+           start_method: str, images: int = IMAGES_PER_STEP) -> None:
     """A row's process: build, warm up, then measure ``steps`` batches per request. Its own
     children (DataLoader workers) start as the platform's default would start them (fork on
     Linux), not as this spawned process was started."""
@@ -97,7 +111,7 @@ def _serve(connection, factory: Callable, arguments: tuple, warmup: int,
         next(batches)
     connection.send("ready")
     while (steps := connection.recv()) is not None:
-        connection.send(_rate(batches, steps))
+        connection.send(_rate(batches, steps, images))
 
 
 def cache_files(folder: Path, keep: bool) -> None:

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 
 @pytest.mark.slow
@@ -13,8 +14,13 @@ def test_quick_suite_writes_rows_report_and_plots(tmp_path):
                    str(tmp_path / "work")])
     rows = [json.loads(line) for line in report.with_suffix(".jsonl").read_text().splitlines()]
     kinds = {row["benchmark"] for row in rows}
-    assert kinds == {"train_loader", "loader_scaling", "startup", "train_step", "shard_build",
-                     "evaluation", "metrics", "precision"}
+    assert kinds - {"decoder"} == {"train_loader", "loader_scaling", "startup", "train_step",
+                                   "shard_build", "evaluation", "metrics", "precision"}
+    assert ("decoder" in kinds) == torch.cuda.is_available()  # the decoder sweep: GPU only
+    names = {row["name"] for row in rows if row["benchmark"] == "train_loader"}
+    assert "vireid DALI cpu, fused, CAJ views (jpeg shards)" in names
+    assert any(name.startswith("CAJ original (") for name in names)
+    assert all(row["batch"] == 96 for row in rows if "CAJ" in row.get("name", ""))
     for row in rows:
         assert row["versions"]["torch"] and row["cores"] >= 1
         if "images_per_s" in row:

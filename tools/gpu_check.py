@@ -23,9 +23,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 # GPU benchmark rows sized to finish, with the tests, within ten minutes on one H100
 BENCHMARKS = {
+    # the PyTorch reference loaders (single-threaded PIL, minutes at this size) are CPU rows
     "loader": ["--ids", "100", "--images-per-camera", "10", "--steps", "30", "--repeats", "3",
-               "--settle", "0", "--startup-ids", "100", "300"],
-    "train_step": ["--steps", "10", "--repeats", "3"],
+               "--settle", "0", "--startup-ids", "100", "300", "--skip-rows",
+               "reference loader"],
+    # float32 / fp16 / bf16 × NCHW / channels-last; compiled: fp16 channels-last, the
+    # training default (each compilation takes about a minute)
+    "train_step": ["--steps", "10", "--repeats", "3", "--compile",
+                   "--compile-channels-last-only", "--compile-amp", "fp16"],
+    "decoder": ["--ids", "100", "--images-per-camera", "10", "--steps", "20", "--repeats", "2"],
     "evaluation": ["--repeats", "2"],
 }
 

@@ -66,6 +66,14 @@ class Method(Choice):
     CAJ = "caj"
 
 
+class Triplet(Choice):
+    """The metric loss on the pooled features (default: the method's)."""
+
+    WRT = "wrt"  # weighted regularised triplet (agw; CAJ's square = 0)
+    HARD = "hard"  # batch-hard, margin 0.3 (base)
+    ADP = "adp"  # CAJ's squared difference, clamped at 88 (caj)
+
+
 class Views(Choice):
     """What one sampled (visible, infrared) pair becomes in a training batch."""
 
@@ -73,6 +81,13 @@ class Views(Choice):
     # CAJ: two independently augmented visible views, the second channel-exchanged, and the
     # infrared image with adaptive gray; erasing with the recipe's fill values
     CHANNEL = "channel"
+
+
+class DecodeOn(Choice):
+    """Where a CUDA run decodes its JPEG/PNG bytes (a CPU run always decodes on the CPU)."""
+
+    MIXED = "mixed"  # nvJPEG: Huffman on CPU threads (or the hardware decoder), rest on the GPU
+    CPU = "cpu"  # libjpeg-turbo on DALI's CPU threads, then copied to the GPU to be augmented
 
 
 class Cache(Choice):

@@ -6,8 +6,10 @@ COLUMNS = ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")
 
 
 def protocol_label(row: dict) -> str:
-    """The protocol column: its name, and "(re-ranked)" when the row was re-ranked."""
-    return f"{row['protocol']} (re-ranked)" if row.get("reranked") else row["protocol"]
+    """The protocol column: its name, then "(flip)" for flip-averaged features and
+    "(re-ranked)" for a re-ranked row, e.g. "sysu-all (flip, re-ranked)"."""
+    notes = [note for note, key in (("flip", "flip"), ("re-ranked", "reranked")) if row.get(key)]
+    return f"{row['protocol']} ({', '.join(notes)})" if notes else row["protocol"]
 
 
 def render_rows(rows: list[dict], title: str = "") -> str:

@@ -36,6 +36,12 @@ def test(
     rerank: bool = typer.Option(False, "--rerank", help="k-reciprocal re-ranking (Zhong et "
                                 "al., CVPR 2017) of every trial; off by default, and every "
                                 "row says so."),
+    flip: bool = typer.Option(EvaluationSettings.flip, "--flip/--no-flip", help="Average "
+                              "each image's features with its horizontally mirrored copy's "
+                              "and L2-normalise again (CAJ's test script). Default: the "
+                              "checkpoint's method's (caj: on; agw, base: off); the line "
+                              "naming the checkpoint says which, and flipped rows say "
+                              "(flip)."),
     rerank_k1: int = typer.Option(Rerank.k1, "--rerank-k1", min=1, help="Re-ranking k1."),
     rerank_k2: int = typer.Option(Rerank.k2, "--rerank-k2", min=1, help="Re-ranking k2 (local "
                                   "query expansion)."),
@@ -96,7 +102,7 @@ def test(
         kinds = FEATURES if feature is Feature.BOTH else (feature.value,)
         reranking = Rerank(rerank_k1, rerank_k2, rerank_lambda) if rerank else None
         settings = EvaluationSettings(protocol, trial, kinds, loader, device, amp, batch_size,
-                                      verify=verify, rerank=reranking,
+                                      verify=verify, rerank=reranking, flip=flip,
                                       save_features=str(save_features) if save_features
                                       else None, rank_lists=rank_lists,
                                       queries=tuple(queries or ()),

@@ -12,12 +12,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from vireid.choices import (
     Amp,
     Arch,
+    Cache,
     CpuAugment,
+    DecodeOn,
     Device,
     LoaderKind,
     Method,
     Recipe,
     SamplerOrder,
+    Triplet,
+    Views,
 )
 from vireid.cli.checks import increasing_epochs, positive, trial_choice
 from vireid.cli.common import new_app, stderr, user_errors
@@ -69,6 +73,9 @@ class ProgressReporter(Reporter):
                 f"{stats['loss_triplet']:.3f}) lr {stats['lr']:.4f} "
                 f"{stats['images_per_s']:.0f} img/s")
 
+    def note(self, line: str) -> None:
+        stderr.print(line, markup=False, highlight=False)
+
     def evaluation(self, epoch: int, rows: list[dict]) -> None:
         stderr.print(render_rows(summary_rows(rows), title=f"evaluation after epoch {epoch + 1}"),
                      markup=False, highlight=False, soft_wrap=True)
@@ -89,7 +96,7 @@ def train(
                               "trial), or 'all': one model per trial into OUT/trial-<N> "
                               "(resumable as a whole with --resume)."),
     epochs: int = typer.Option(Optimisation.epochs, min=1, help="Epochs (default: the "
-                               "method's; agw and base: 81, as the original)."),
+                               "method's; agw and base: 81, as the original; caj: 100)."),
     batch_ids: int = typer.Option(Sampling.batch_ids, min=1, help="Identities per step, P "
                                   "(original --batch-size)."),
     num_pos: int = typer.Option(Sampling.num_pos, min=1, help="Images per identity and "
@@ -107,6 +114,11 @@ def train(
     method: Method = typer.Option(ModelSettings.method, help="Training method: " +
                                   "; ".join(f"{m}: {get_method(m).summary}"
                                             for m in list_methods()) + "."),
+    triplet: Triplet = typer.Option(ModelSettings.triplet, help="Metric loss on the pooled "
+                                    "features: wrt (weighted regularised), hard (batch-hard, "
+                                    "margin 0.3) or adp (CAJ's squared difference). Default: "
+                                    "the method's (agw: wrt, base: hard, caj: adp; caj with "
+                                    "wrt is the original's --square 0)."),
     arch: Arch = typer.Option(ModelSettings.arch, help="Backbone: resnet50 (original) or "
                               "resnet18."),
     pretrained: str = typer.Option(ModelSettings.pretrained, help="ImageNet weights: "
@@ -115,7 +127,8 @@ def train(
     recipe: Recipe = typer.Option(RunSettings.recipe, help="original: the original's training "
                                   "script where vireid's defaults differ (--sampler original, "
                                   "--amp off, evaluation after 0-based epochs 2, 4, … on "
-                                  "gallery trial 0); options given explicitly still win. "
+                                  "gallery trial 0, without flip); options given "
+                                  "explicitly still win. "
                                   "Every run keeps checkpoints/best.pt (best fc Rank-1 on the "
                                   "test set, as the original selects)."),
     init: Path = typer.Option(None, help="Start from the weights of this checkpoint: one "
@@ -148,8 +161,17 @@ def train(
                                      "erasing probability: 0.5 (the AGW recipe) or 0 (none, "
                                      "as the code behind the published SYSU and RegDB "
                                      "numbers)."),
+    views: Views = typer.Option(Sampling.views, help="What one sampled (visible, infrared) "
+                                "pair becomes in a step: single (one image each: agw, base) "
+                                "or channel (CAJ: two visible views, the second "
+                                "channel-exchanged, and the infrared one with adaptive gray). "
+                                "Default: the method's."),
     eval_every: int = typer.Option(Evaluation.every, min=1, help="Evaluate every N epochs "
                                    "and at the end."),
+    eval_flip: bool = typer.Option(Evaluation.flip, "--eval-flip/--no-eval-flip",
+                                   help="Evaluate with features averaged over each image and "
+                                   "its mirrored copy (default: the method's; caj: on, agw "
+                                   "and base: off; off with --recipe original)."),
     eval_batch_size: int = typer.Option(Evaluation.batch_size, min=1, max=4096,
                                         help="Images per evaluation batch (1-4096)."),
     protocol: str = typer.Option(Evaluation.protocol, help="Protocol to evaluate (default: "
@@ -164,9 +186,46 @@ def train(
         "decodes, one compiled pass pads, crops, flips, normalises and erases; ~2.5x faster) "
         "or dali (DALI's own operators: the GPU graph, run on the CPU). Same pixels either "
         "way."),
+    cache: Cache = typer.Option(
+        LoaderSettings.cache, help="Decoded training set in memory (DALI loader): none "
+        "(decode every step's images), host (decode every image once into RAM, then gather "
+        "and augment each step's rows; on a CPU the fused kernel reads it) or device (the "
+        "same in GPU memory on CUDA; host on a CPU). Needs images × H × W × 3 bytes "
+        "(SYSU ≈ 4 GB, LLCM ≈ 5.5 GB at 288×144), refused before decoding when it will not "
+        "fit; the first pass decodes everything once (reported as one line)."),
     num_threads: int = typer.Option(LoaderSettings.num_threads, min=1, max=1024,
                                     help="DALI threads (default: cores + 1; under torchrun "
                                     "the cores divided among the processes)."),
+    prefetch: int = typer.Option(LoaderSettings.prefetch, min=1, max=64, help="Batches DALI "
+                                 "prepares ahead of the training step (1-64)."),
+    decode_on: DecodeOn = typer.Option(
+        LoaderSettings.decode_on, help="Where a CUDA run decodes JPEG/PNG shards: mixed "
+        "(nvJPEG: Huffman decoding on CPU threads or the GPU's hardware JPEG decoder, the rest "
+        "on the GPU) or cpu (libjpeg-turbo on DALI's threads, then copied to the GPU, which "
+        "augments). CPU runs always decode on the CPU. The decoder options below apply to "
+        "mixed only; their defaults are DALI's documented ones (hints: the shards' size), not "
+        "yet measured: `python -m benchmarks.decoder` sweeps them on a GPU."),
+    hw_decoder_load: float = typer.Option(LoaderSettings.hw_decoder_load, min=0.0, max=1.0,
+                                          help="Share of the JPEGs sent to the hardware JPEG "
+                                          "decoder of A100/H100-class GPUs (0-1; DALI's "
+                                          "default)."),
+    preallocate_width_hint: int = typer.Option(
+        LoaderSettings.preallocate_width_hint, min=0, max=65535, help="Image width the "
+        "hardware decoder preallocates for (0: the shards' stored width)."),
+    preallocate_height_hint: int = typer.Option(
+        LoaderSettings.preallocate_height_hint, min=0, max=65535, help="Image height the "
+        "hardware decoder preallocates for (0: the shards' stored height)."),
+    device_memory_padding: int = typer.Option(
+        LoaderSettings.device_memory_padding, min=0, max=2**31, help="Bytes of GPU memory "
+        "nvJPEG preallocates per DALI thread (0: allocate on demand; DALI's default 16 MiB)."),
+    host_memory_padding: int = typer.Option(
+        LoaderSettings.host_memory_padding, min=0, max=2**31, help="Bytes of each of the two "
+        "pinned host buffers nvJPEG preallocates per DALI thread (0: on demand; DALI's "
+        "default 8 MiB)."),
+    hybrid_huffman_threshold: int = typer.Option(
+        LoaderSettings.hybrid_huffman_threshold, min=0, max=2**31, help="Images with more "
+        "pixels than this use nvJPEG's hybrid Huffman decoder, smaller ones the host Huffman "
+        "decoder (DALI's default 1,000,000: a 144×288 image has 41,472)."),
     max_steps: int = typer.Option(RunSettings.max_steps, min=1, help="Cut every epoch after "
                                   "N steps (smoke runs)."),
     log_every: int = typer.Option(RunSettings.log_every, min=1, help="Report losses every N "

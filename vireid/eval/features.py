@@ -1,4 +1,8 @@
-"""One feature-extraction loop: every requested test image once, through its modality's stem."""
+"""One feature-extraction loop: every requested test image once, through its modality's stem.
+
+With ``flip`` (CAJ's test script; docs/methods.md) each batch also runs mirrored along the
+width, and each feature is normalise((f(x) + f(flip x)) / 2) of the two L2-normalised outputs.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from vireid.choices import LoaderKind
 from vireid.loader import make_eval_loader
@@ -43,12 +48,13 @@ def extract_features(model, shards, by_modality: dict[Modality, np.ndarray], *,
                      amp_dtype=None, batch_size: int = EVAL_BATCH_SIZE,
                      channels_last: bool = True, backend: Backend | None = None,
                      shard_id: int = 0, num_shards: int = 1,
-                     size: tuple[int, int] | None = None) -> Features:
+                     size: tuple[int, int] | None = None, flip: bool = False) -> Features:
     """Run ``model`` in eval mode over the samples of each modality; returns pool/fc features.
 
     ``shards``: a shard folder or an open ``ShardBytes`` (opened once for every modality and
     every evaluation of a run). ``backend``: the DALI loader's settings (default: on
     ``device``). ``size``: resize the images to (height, width) first (None: as stored).
+    ``flip``: average with the features of the horizontally mirrored images.
     """
     model.eval()
     backend = backend or Backend(device.type, device.index or 0)
@@ -58,23 +64,40 @@ def extract_features(model, shards, by_modality: dict[Modality, np.ndarray], *,
                                    shard_id=shard_id, num_shards=num_shards, backend=backend)
         with batches:
             _extract(model, batches, device, amp_dtype, channels_last, modality,
-                     (samples, pool, fc))
+                     (samples, pool, fc), flip)
     return merge_features([Features(np.concatenate(samples), np.concatenate(pool),
                                     np.concatenate(fc))])
 
 
-def _extract(model, batches, device, amp_dtype, channels_last, modality, into) -> None:
+def _extract(model, batches, device, amp_dtype, channels_last, modality, into,
+             flip: bool = False) -> None:
     """Append the features of every batch of one modality to ``into`` (samples, pool, fc)."""
     samples, pool, fc = into
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
     for batch in batches:
         images = batch["images"].to(device, non_blocking=True)
         images = images if amp_dtype else images.float()
-        fmt = torch.channels_last if channels_last else torch.contiguous_format
         images = images.contiguous(memory_format=fmt)
-        with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
-                            enabled=amp_dtype is not None):
-            stem = {"visible": images} if modality is Modality.VISIBLE else {"infrared": images}
-            pooled, bn = model(**stem)
+        pooled, bn = _forward(model, images, device, amp_dtype, modality)
+        if flip:  # N×C×H×W: dimension 3 is the width
+            mirrored = images.flip(3).contiguous(memory_format=fmt)
+            pooled, bn = (_mean_direction(a, b) for a, b in
+                          zip((pooled, bn), _forward(model, mirrored, device, amp_dtype,
+                                                     modality)))
         samples.append(np.asarray(batch["samples"], dtype=np.int64))
         pool.append(pooled.float().cpu().numpy())
         fc.append(bn.float().cpu().numpy())
+
+
+def _forward(model, images, device, amp_dtype, modality):
+    """(pool, fc) features of one batch through its modality's stem."""
+    with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
+                        enabled=amp_dtype is not None):
+        stem = {"visible": images} if modality is Modality.VISIBLE else {"infrared": images}
+        return model(**stem)
+
+
+def _mean_direction(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """normalise((normalise(a) + normalise(b)) / 2), in float32."""
+    a, b = F.normalize(a.float(), dim=1), F.normalize(b.float(), dim=1)
+    return F.normalize((a + b) / 2, dim=1)

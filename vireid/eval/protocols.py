@@ -61,14 +61,15 @@ def run_protocol(manifest: Manifest, protocol: Protocol, features: Features,
 
 
 def score_rows(manifest: Manifest, protocol: Protocol, features: Features, trials, kinds,
-               reranking: Rerank | None = None, device="cpu") -> list[dict]:
+               reranking: Rerank | None = None, device="cpu", flip: bool = False) -> list[dict]:
     """Per-trial rows and, over several trials, their mean row, for each feature kind; every
-    row says whether it was re-ranked."""
+    row says whether it was re-ranked and whether the features were flip-averaged."""
     rows = []
     for kind in kinds:
         results = run_protocol(manifest, protocol, features, kind, trials, reranking, device)
         mean = [mean_row(results)] if len(results) > 1 else []
-        rows += [{"protocol": protocol.name, **row, "reranked": reranking is not None}
+        rows += [{"protocol": protocol.name, **row, "reranked": reranking is not None,
+                  "flip": flip}
                  for row in [r.row() for r in results] + mean]
     return rows
 

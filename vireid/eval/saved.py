@@ -3,8 +3,9 @@ evaluation, so a protocol can be re-scored (or re-ranked) without the model.
 
 Arrays: ``samples`` (global sample numbers, int64, sorted), ``pool`` and ``fc`` (float32,
 L2-normalised, one row per sample), and per sample ``pid``, ``cam``, ``modality`` (its value,
-e.g. "visible") and ``key`` (the shard key); scalars ``protocol``, ``checkpoint`` and
-``view`` (the trained view, "" when unknown). Written whole or not at all.
+e.g. "visible") and ``key`` (the shard key); scalars ``protocol``, ``checkpoint``, ``view``
+(the trained view, "" when unknown) and ``flip`` (whether the features are flip-averaged;
+files written before it: False). Written whole or not at all.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from vireid.errors import VireidError
 from vireid.eval.features import Features
 
 ARRAYS = ("samples", "pool", "fc", "pid", "cam", "modality", "key", "protocol", "checkpoint",
-          "view")
+          "view", "flip")
+OPTIONAL = ("flip",)  # absent from files written before it
 
 
 @dataclass(frozen=True)
@@ -31,10 +33,11 @@ class SavedFeatures:
     protocol: str
     checkpoint: str
     view: str | None
+    flip: bool = False
 
 
 def save_features(path, features: Features, manifest, protocol: str, checkpoint,
-                  view: str | None) -> None:
+                  view: str | None, flip: bool = False) -> None:
     """Write ``features`` and their samples' metadata to ``path`` (temporary file, rename)."""
     path = Path(path)
     samples = [manifest.samples[i] for i in features.samples]
@@ -47,7 +50,7 @@ def save_features(path, features: Features, manifest, protocol: str, checkpoint,
         "modality": np.array([s.modality.value for s in samples], dtype=str),
         "key": np.array([s.key for s in samples], dtype=str),
         "protocol": np.array(protocol), "checkpoint": np.array(str(checkpoint)),
-        "view": np.array(view or ""),
+        "view": np.array(view or ""), "flip": np.array(bool(flip)),
     }
     partial = path.with_name(f".{path.name}.partial-{os.getpid()}.npz")
     try:
@@ -62,15 +65,16 @@ def load_features(path) -> SavedFeatures:
     """Read a file written by ``save_features``; one clear error for anything else."""
     try:
         with np.load(path, allow_pickle=False) as data:
-            missing = [name for name in ARRAYS if name not in data.files]
+            missing = [name for name in ARRAYS if name not in data.files + list(OPTIONAL)]
             if missing:
                 raise VireidError(path, f"not a vireid features file (no {', '.join(missing)})")
-            arrays = {name: data[name] for name in ARRAYS}
+            arrays = {name: data[name] for name in ARRAYS if name in data.files}
     except (OSError, ValueError) as error:
         raise VireidError(path, f"cannot read features: {error}") from None
     features = Features(arrays["samples"], arrays["pool"], arrays["fc"])
     return SavedFeatures(features, arrays["key"], str(arrays["protocol"]),
-                         str(arrays["checkpoint"]), str(arrays["view"]) or None)
+                         str(arrays["checkpoint"]), str(arrays["view"]) or None,
+                         bool(arrays.get("flip", False)))
 
 
 def check_covers(saved: SavedFeatures, manifest, wanted: dict, path) -> None:

@@ -103,7 +103,8 @@ class DecodedCache:
         else:
             images = torch.empty(shape, dtype=torch.uint8, pin_memory=cuda)
         decode_samples(loader.source, samples, images, device=loader.device,
-                       device_id=loader.device_id, num_threads=loader.num_threads)
+                       device_id=loader.device_id, num_threads=loader.num_threads,
+                       decoder=loader.backend.decoder)
         if cuda:
             torch.cuda.synchronize(loader.device_id)
         row_of = np.full(len(loader.source.manifest.samples), -1, dtype=np.int64)

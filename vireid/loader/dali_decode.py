@@ -19,6 +19,7 @@ from vireid.errors import VireidError
 from vireid.loader.dali_errors import explain
 from vireid.loader.dali_pipes import _decode, _pipeline, import_dali
 from vireid.loader.handoff import run_pipeline
+from vireid.loader.settings import DecoderOptions
 from vireid.loader.source import ShardBytes
 from vireid.shards.encode import Encoding
 
@@ -74,15 +75,17 @@ class _Chunks:
 
 
 def decode_samples(source: ShardBytes, samples: np.ndarray, target: torch.Tensor, *,
-                   device: str, device_id: int, num_threads: int) -> None:
-    """Sample ``samples[i]`` decoded into ``target[i]`` (uint8 N×H×W×3, host or device)."""
+                   device: str, device_id: int, num_threads: int,
+                   decoder: DecoderOptions | None = None) -> None:
+    """Sample ``samples[i]`` decoded into ``target[i]`` (uint8 N×H×W×3, host or device), by
+    the training run's decoder (``decoder``: where and with which options)."""
     samples = np.asarray(samples, np.int64)
     with DecodeProgress(len(samples)) as progress:
         if source.manifest.encoding is Encoding.RAW:
             _copy_raw(source, samples, target, progress)
         else:
             _decode_with_dali(source, samples, target, progress, device=device,
-                              device_id=device_id, num_threads=num_threads)
+                              device_id=device_id, num_threads=num_threads, decoder=decoder)
 
 
 def _copy_raw(source: ShardBytes, samples: np.ndarray, target: torch.Tensor,
@@ -97,13 +100,15 @@ def _copy_raw(source: ShardBytes, samples: np.ndarray, target: torch.Tensor,
 
 def _decode_with_dali(source: ShardBytes, samples: np.ndarray, target: torch.Tensor,
                       progress: DecodeProgress, *, device: str, device_id: int,
-                      num_threads: int) -> None:
+                      num_threads: int, decoder: DecoderOptions | None = None) -> None:
     _, fn, types = import_dali()
     chunks = _Chunks(source, samples, DECODE_BATCH)
     pipe = _pipeline(DECODE_BATCH, num_threads, device, device_id, 2)
     with pipe:
         data = fn.external_source(source=chunks, batch=True, batch_info=True)
-        pipe.set_outputs(_decode(data, source.manifest.encoding, device, fn, types))
+        stored = (source.manifest.height, source.manifest.width)
+        pipe.set_outputs(_decode(data, source.manifest.encoding, device, fn, types, decoder,
+                                 stored))
     start = 0
     try:
         pipe.build()

@@ -62,7 +62,7 @@ class EvalLoader(UsesShards):
         self._pipe = eval_pipeline(
             self._callback, batch_size=batch_size, encoding=manifest.encoding, stored=stored,
             size=size or stored, device=backend.device, device_id=backend.device_id,
-            num_threads=backend.num_threads or default_threads())
+            num_threads=backend.num_threads or default_threads(), decoder=backend.decoder)
 
     def __len__(self) -> int:
         return -(-len(self.samples) // self.batch_size)

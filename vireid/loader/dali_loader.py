@@ -191,7 +191,7 @@ class TrainLoader(TrainLoaderBase):
             else:
                 pipe = train_pipeline(self._source, height=self.height, width=self.width,
                                       device=self.device, device_id=self.device_id,
-                                      fill=self.fill, **options)
+                                      fill=self.fill, decoder=self.backend.decoder, **options)
             try:
                 pipe.build()
             except RuntimeError as error:

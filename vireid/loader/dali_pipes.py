@@ -11,6 +11,7 @@ from collections.abc import Callable
 from vireid.constants import IMAGENET_MEAN, IMAGENET_STD
 from vireid.errors import VireidError
 from vireid.loader.dali_graph import check_gpu_kernels
+from vireid.loader.settings import DecoderOptions
 from vireid.shards.encode import Encoding
 
 
@@ -36,22 +37,38 @@ def _pipeline(batch_size: int, num_threads: int, device: str, device_id: int, pr
                          prefetch_queue_depth=prefetch)
 
 
-def _decoder(device: str) -> dict:
-    """Decoder placement and options. ``jpeg_fancy_upsampling``: nvJPEG upsamples 4:2:0
-    chroma like libjpeg-turbo and PIL (its default differs at chroma edges), so GPU and CPU
-    batches hold the same pixels within the stated JPEG tolerance."""
-    return {"device": "mixed" if device == "cuda" else "cpu", "jpeg_fancy_upsampling": True}
+def _decoder(device: str, decoder: DecoderOptions | None = None,
+             stored: tuple[int, int] | None = None) -> dict:
+    """Decoder placement and options: ``mixed`` (nvJPEG) with ``decoder``'s options on a
+    CUDA run unless it decodes on the CPU; the CPU decoder gets none of them (it accepts and
+    ignores them). ``stored`` (height, width) fills the preallocation hints left at 0.
+    ``jpeg_fancy_upsampling``: nvJPEG upsamples 4:2:0 chroma like libjpeg-turbo and PIL (its
+    default differs at chroma edges), so GPU and CPU batches hold the same pixels within the
+    stated JPEG tolerance."""
+    decoder = decoder or DecoderOptions()
+    if device != "cuda" or decoder.on == "cpu":
+        return {"device": "cpu", "jpeg_fancy_upsampling": True}
+    return {"device": "mixed", "jpeg_fancy_upsampling": True,
+            **decoder.mixed_arguments(stored)}
 
 
-def _decode(data, encoding: Encoding, device: str, fn, types):
+def _on_device(images, device: str):
+    """Decoded images where the run augments: CPU-decoded ones are copied to the GPU."""
+    return images.gpu() if device == "cuda" and images.device == "cpu" else images
+
+
+def _decode(data, encoding: Encoding, device: str, fn, types,
+            decoder: DecoderOptions | None = None, stored: tuple[int, int] | None = None):
     if encoding is Encoding.RAW:
         return data.gpu() if device == "cuda" else data
-    return fn.decoders.image(data, output_type=types.RGB, **_decoder(device))
+    return _on_device(fn.decoders.image(data, output_type=types.RGB,
+                                        **_decoder(device, decoder, stored)), device)
 
 
 def train_pipeline(source: Callable, *, batch_size: int, encoding: Encoding, height: int,
                    width: int, device: str, device_id: int, num_threads: int, prefetch: int,
-                   fill=(0.0, 0.0, 0.0), mixing: bool = False):
+                   fill=(0.0, 0.0, 0.0), mixing: bool = False,
+                   decoder: DecoderOptions | None = None):
     """external_source → decode the crop's in-image region → ONE crop_mirror_normalize that
     pads the rest of the window with black, flips, normalises and lays out HWC in float32 →
     erase with ``fill`` → (``mixing``: each image's 3×3 channel matrix, as
@@ -82,7 +99,9 @@ def train_pipeline(source: Callable, *, batch_size: int, encoding: Encoding, hei
                                    batch_info=True)
             images = fn.decoders.image_slice(
                 data, anchor, shape, axis_names="HW", normalized_anchor=False,
-                normalized_shape=False, output_type=types.RGB, **_decoder(device))
+                normalized_shape=False, output_type=types.RGB,
+                **_decoder(device, decoder, (height, width)))
+            images = _on_device(images, device)
         black = [-m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)]  # pixel 0, normalised
         images = fn.crop_mirror_normalize(
             images, crop=(height, width), crop_pos_y=crop_y, crop_pos_x=crop_x,
@@ -118,7 +137,7 @@ def decode_pipeline(source: Callable, *, batch_size: int, encoding: Encoding,
 
 def eval_pipeline(source: Callable, *, batch_size: int, encoding: Encoding,
                   stored: tuple[int, int], size: tuple[int, int], device: str, device_id: int,
-                  num_threads: int):
+                  num_threads: int, decoder: DecoderOptions | None = None):
     """external_source (stored bytes, up to ``batch_size`` per call) → decode → resize if
     asked → normalise to float16 HWC."""
     _, fn, types = import_dali()
@@ -128,7 +147,7 @@ def eval_pipeline(source: Callable, *, batch_size: int, encoding: Encoding,
         data = fn.external_source(source=source, batch=True, batch_info=True,
                                   layout="HWC" if raw else None,
                                   dtype=types.UINT8)
-        images = _decode(data, encoding, device, fn, types)
+        images = _decode(data, encoding, device, fn, types, decoder, tuple(stored))
         if tuple(stored) != tuple(size):
             images = fn.resize(images, size=list(size), antialias=True)
         images = fn.crop_mirror_normalize(

@@ -21,7 +21,7 @@ from vireid.loader.source import ShardBytes
 from vireid.shards.checksums import check_checksums
 from vireid.train.checkpoint import load_weights
 from vireid.train.device import resolve_amp, resolve_device
-from vireid.train.evaluation import FEATURES, scoring_plan
+from vireid.train.evaluation import FEATURES, scoring_plan, use_flip
 from vireid.train.imported import read_model_checkpoint
 from vireid.train.methods import get_method
 
@@ -43,6 +43,7 @@ class EvaluationSettings:
     num_threads: int | None = None
     verify: bool = True  # the shards' sha256 first
     rerank: Rerank | None = None  # k-reciprocal re-ranking (opt-in)
+    flip: bool | None = None  # average with the mirrored images' features; None: the method's
     save_features: str | None = None  # also write the extracted features to this .npz
     rank_lists: int = 0  # PNG rank-list sheets of this many queries (0: none)
     queries: tuple[str, ...] = ()  # or of these queries, by shard key
@@ -66,6 +67,7 @@ def evaluate_checkpoint(shards, checkpoint, settings: EvaluationSettings | None 
         device = torch.device(resolve_device(settings.device))
         model = _model(state, checkpoint, device, settings.channels_last)
         view = _trained_view(state)
+        flip = use_flip(settings.flip, state["method"])
         protocol, trials = scoring_plan(manifest, settings.protocol, view, settings.trial)
         features = extract_features(
             model, source, samples_to_extract(manifest, protocol, trials),
@@ -73,17 +75,23 @@ def evaluate_checkpoint(shards, checkpoint, settings: EvaluationSettings | None 
             amp_dtype=resolve_amp(settings.amp, device.type), batch_size=settings.batch_size,
             channels_last=settings.channels_last,
             backend=Backend(device.type, device.index or 0, settings.num_threads),
-            size=_test_size(state, manifest, shards))
+            size=_test_size(state, manifest, shards), flip=flip)
         if settings.save_features:
             save_features(settings.save_features, features, manifest, protocol.name,
-                          checkpoint, view)
+                          checkpoint, view, flip)
         rows = score_rows(manifest, protocol, features, trials, settings.kinds,
-                          settings.rerank, device)
+                          settings.rerank, device, flip)
         if settings.rank_lists or settings.queries:
             _rank_lists(source, protocol, trials, features, settings, checkpoint)
     if on_checkpoint:  # after the work: a failure stays one line
-        on_checkpoint(describe(state, checkpoint))
+        on_checkpoint(f"{describe(state, checkpoint)}; {_flip_note(flip, settings.flip)}")
     return rows
+
+
+def _flip_note(flip: bool, asked: bool | None) -> str:
+    """Which test-time flip averaging was used, and why."""
+    why = "as asked" if asked is not None else "the method's default"
+    return f"flip averaging {'on' if flip else 'off'} ({why})"
 
 
 def evaluate_saved(shards, path, settings: EvaluationSettings | None = None) -> list[dict]:
@@ -101,7 +109,7 @@ def evaluate_saved(shards, path, settings: EvaluationSettings | None = None) -> 
     check_covers(saved, manifest, samples_to_extract(manifest, protocol, trials), path)
     device = torch.device(resolve_device(settings.device))
     return score_rows(manifest, protocol, saved.features, trials, settings.kinds,
-                      settings.rerank, device)
+                      settings.rerank, device, saved.flip)
 
 
 def rank_list_folder(checkpoint, out=None) -> Path:
@@ -192,8 +200,9 @@ def _means(rows: list[dict]) -> list[dict]:
     means = []
     for key in dict.fromkeys((r["protocol"], r["feature"]) for r in rows):
         group = [r for r in rows if (r["protocol"], r["feature"]) == key]
-        metrics = [k for k in group[0] if k not in ("protocol", "feature", "trial", "reranked")]
+        labels = ("protocol", "feature", "trial", "reranked", "flip")
+        metrics = [k for k in group[0] if k not in labels]
         means.append({"protocol": key[0], "feature": key[1], "trial": "mean",
-                      "reranked": group[0]["reranked"],
+                      "reranked": group[0]["reranked"], "flip": group[0].get("flip", False),
                       **{k: sum(r[k] for r in group) / len(group) for k in metrics}})
     return means

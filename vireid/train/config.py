@@ -17,14 +17,17 @@ from vireid.choices import (
     Arch,
     Cache,
     CpuAugment,
+    DecodeOn,
     Device,
     LoaderKind,
     Method,
     Recipe,
     SamplerOrder,
+    Triplet,
+    Views,
 )
 from vireid.errors import VireidError
-from vireid.loader.settings import EVAL_BATCH_SIZE, Backend, Sampling
+from vireid.loader.settings import EVAL_BATCH_SIZE, Backend, DecoderOptions, Sampling
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class ModelSettings:
     arch: Arch = Arch.RESNET50
     pretrained: str = "torchvision"  # "torchvision", "none" or the PATH of a state dict
     init: str | None = None  # start from this checkpoint's weights (vireid's or the original's)
+    triplet: Triplet | None = None  # the metric loss; None: the method's (caj: adp)
 
 
 @dataclass(frozen=True)
@@ -56,10 +60,29 @@ class LoaderSettings:
     num_threads: int | None = Backend.num_threads
     prefetch: int = Backend.prefetch
     cache: Cache = Backend.cache
+    # a CUDA run's decoding (``DecoderOptions``: defaults from DALI's documentation, not yet
+    # measured; ``python -m benchmarks.decoder`` sweeps them on a GPU)
+    decode_on: DecodeOn = DecoderOptions.on
+    hw_decoder_load: float = DecoderOptions.hw_decoder_load
+    preallocate_width_hint: int = DecoderOptions.preallocate_width_hint
+    preallocate_height_hint: int = DecoderOptions.preallocate_height_hint
+    device_memory_padding: int = DecoderOptions.device_memory_padding
+    host_memory_padding: int = DecoderOptions.host_memory_padding
+    hybrid_huffman_threshold: int = DecoderOptions.hybrid_huffman_threshold
 
     def backend(self, device: str, device_id: int, num_threads: int | None) -> Backend:
         return Backend(device=device, device_id=device_id, num_threads=num_threads,
-                       prefetch=self.prefetch, cpu_augment=self.cpu_augment, cache=self.cache)
+                       prefetch=self.prefetch, cpu_augment=self.cpu_augment, cache=self.cache,
+                       decoder=self.decoder())
+
+    def decoder(self) -> DecoderOptions:
+        return DecoderOptions(
+            on=self.decode_on, hw_decoder_load=self.hw_decoder_load,
+            preallocate_width_hint=self.preallocate_width_hint,
+            preallocate_height_hint=self.preallocate_height_hint,
+            device_memory_padding=self.device_memory_padding,
+            host_memory_padding=self.host_memory_padding,
+            hybrid_huffman_threshold=self.hybrid_huffman_threshold)
 
 
 @dataclass(frozen=True)
@@ -104,7 +127,8 @@ RENAMED = {"sampler": ("sampling", "order"), "eval_every": ("evaluation", "every
            "eval_original_schedule": ("evaluation", "original_schedule"),
            "eval_first_trial_only": ("evaluation", "first_trial_only"),
            "eval_protocol": ("evaluation", "protocol"),
-           "eval_batch_size": ("evaluation", "batch_size"), "loader": ("loader", "kind")}
+           "eval_batch_size": ("evaluation", "batch_size"), "loader": ("loader", "kind"),
+           "eval_flip": ("evaluation", "flip")}
 
 
 @dataclass(frozen=True)
@@ -165,7 +189,7 @@ class TrainConfig:
         itself is compared by its identity: dataset, manifest hash, view)."""
         return ("batch_ids", "num_pos", "method", "arch", "seed", "replace", "sampler", "lr",
                 "momentum", "weight_decay", "warmup_epochs", "milestones", "max_steps",
-                "erase_prob")
+                "erase_prob", "triplet")
 
 
 # What ``--recipe original`` changes (flat names): everything where vireid's defaults differ
@@ -173,16 +197,22 @@ class TrainConfig:
 RECIPES = {
     Recipe.VIREID: {},
     Recipe.ORIGINAL: {"sampler": SamplerOrder.ORIGINAL, "amp": Amp.OFF,
-                      "eval_original_schedule": True, "eval_first_trial_only": True},
+                      "eval_original_schedule": True, "eval_first_trial_only": True,
+                      "eval_flip": False},  # CAJ's training script scores without flip
 }
 
 GROUPS = {"run": RunSettings, "sampling": Sampling, "optimisation": Optimisation,
           "model": ModelSettings, "loader": LoaderSettings, "evaluation": Evaluation}
 
 
+# choices whose default is None ("the method's"): their Enum, which the default cannot tell
+OPTIONAL_CHOICES = {("sampling", "views"): Views.SINGLE, ("model", "triplet"): Triplet.WRT}
+
+
 def _typed(group: str, attribute: str, name: str, value):
     """``value`` as the field holds it: a choice as its Enum, milestones as a tuple."""
     default = next(f.default for f in fields(GROUPS[group]) if f.name == attribute)
+    default = OPTIONAL_CHOICES.get((group, attribute), default)
     if isinstance(default, Enum) and value is not None:
         try:
             return type(default)(value)

@@ -24,7 +24,12 @@ from vireid.train.run_folder import checkpoint_path
 
 # where a run may continue differently: its length, the machine, how fast it reads and logs
 RESUME_MAY_CHANGE = frozenset({"out", "resume", "epochs", "device", "num_threads", "prefetch",
-                               "cpu_augment", "loader", "log_every", "verify", "eval_batch_size",
+                               # how a CUDA run decodes (same pixels within JPEG tolerance)
+                               "decode_on", "hw_decoder_load", "preallocate_width_hint",
+                               "preallocate_height_hint", "device_memory_padding",
+                               "host_memory_padding", "hybrid_huffman_threshold",
+                               "cpu_augment", "cache", "loader", "log_every", "verify",
+                               "eval_batch_size",
                                # compared by what they select (dataset, manifest, view), so
                                # another path to the same shards or the default trial spelled
                                # out still resumes

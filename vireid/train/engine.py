@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 
 from vireid.errors import VireidError
-from vireid.train.methods import get_method
+from vireid.train.methods import MethodSpec, get_method
 
 
 class NonFiniteLoss(VireidError):
@@ -34,11 +34,12 @@ def _inputs(batch: dict, device: torch.device, channels_last: bool, amp_dtype):
 
 
 def train_one_epoch(model, loader, optimizer, scaler, *, device: torch.device, amp_dtype,
-                    method: str, channels_last: bool, log_every: int = 10,
+                    method, channels_last: bool, log_every: int = 10,
                     max_steps: int | None = None,
                     on_log: Callable[[dict], None] | None = None) -> dict:
-    """Train over one epoch of ``loader``; returns mean losses, accuracy and images/s."""
-    spec = get_method(method)  # what the loss is: the method's business
+    """Train over one epoch of ``loader``; returns mean losses, accuracy and images/s.
+    ``method``: a method's name or its ``MethodSpec``."""
+    spec = method if isinstance(method, MethodSpec) else get_method(method)  # the loss
     model.train()
     sums = torch.zeros(4, device=device)  # total, id, triplet, correct
     images = steps = 0

@@ -32,10 +32,18 @@ def scoring_plan(manifest, protocol_name: str | None, view_name: str | None,
     return protocol, [chosen]
 
 
-def score(manifest, protocol, features, trials, kinds=FEATURES) -> list[dict]:
+def score(manifest, protocol, features, trials, kinds=FEATURES,
+          flip: bool = False) -> list[dict]:
     """Per-trial rows and, over several trials, their mean row, for each feature kind (one
     trial is labelled with its number, never "mean"); never re-ranked during training."""
-    return score_rows(manifest, protocol, features, trials, kinds)
+    return score_rows(manifest, protocol, features, trials, kinds, flip=flip)
+
+
+def use_flip(flip: bool | None, method) -> bool:
+    """Flip averaging as asked, else the method's default (CAJ: on; AGW, base: off)."""
+    from vireid.train.methods import get_method
+
+    return get_method(method).flip if flip is None else flip
 
 
 def summary_rows(rows: list[dict]) -> list[dict]:
@@ -57,6 +65,7 @@ class RunEvaluation:
         if config.evaluation.first_trial_only and self.trials is None:
             self.trials = [self.protocol.trials[0].trial]  # the original's gallery trial 0
         self.wanted = samples_to_extract(manifest, self.protocol, self.trials)
+        self.flip = use_flip(config.evaluation.flip, config.model.method)
 
     def __call__(self, model, device, amp_dtype) -> list[dict]:
         from vireid.train.distributed import gather_to_main
@@ -66,9 +75,9 @@ class RunEvaluation:
             model, self.source, self.wanted, loader=config.loader.kind, device=device,
             amp_dtype=amp_dtype, batch_size=config.evaluation.batch_size,
             channels_last=config.run.channels_last, backend=self.backend,
-            shard_id=env.rank, num_shards=env.world_size)
+            shard_id=env.rank, num_shards=env.world_size, flip=self.flip)
         gathered = gather_to_main(features, env)
         if not env.is_main:
             return []
         return score(self.source.manifest, self.protocol, merge_features(gathered),
-                     self.trials)
+                     self.trials, flip=self.flip)

@@ -14,6 +14,7 @@ from vireid.train.device import PRECISIONS
 from vireid.train.distributed import barrier, broadcast_buffers
 from vireid.train.engine import train_one_epoch
 from vireid.train.evaluation import summary_rows
+from vireid.train.methods import get_method
 from vireid.train.preflight import ManifestWatch
 from vireid.train.report_plot import write_report
 from vireid.train.reporting import RunLog, library_versions
@@ -81,7 +82,8 @@ class EpochLoop:
                                   min(len(parts.loader), run.max_steps or 10**9))
         stats = train_one_epoch(parts.model, parts.loader, parts.optimizer, parts.scaler,
                                 device=self.device, amp_dtype=PRECISIONS[self.mode],
-                                method=self.config.model.method,
+                                method=get_method(self.config.model.method,
+                                                  self.config.model.triplet),
                                 channels_last=run.channels_last, log_every=run.log_every,
                                 max_steps=run.max_steps, on_log=self.reporter.log)
         parts.scheduler.step()

@@ -37,13 +37,7 @@ def weighted_regularized_triplet(features: torch.Tensor, labels: torch.Tensor) -
     loss = mean softplus(d_p − d_n).
     """
     with torch.autocast(device_type=features.device.type, enabled=False):
-        dist = pairwise_distances(features)
-        same = labels.unsqueeze(0) == labels.unsqueeze(1)
-        positive, negative = same.float(), (~same).float()
-        dist_ap, dist_an = dist * positive, dist * negative
-        far_positive = (dist_ap * _softmax_weights(dist_ap, positive)).sum(dim=1)
-        close_negative = (dist_an * _softmax_weights(-dist_an, negative)).sum(dim=1)
-        return F.softplus(far_positive - close_negative).mean()
+        return F.softplus(_weighted_difference(features, labels)).mean()
 
 
 def hard_triplet(features: torch.Tensor, labels: torch.Tensor,
@@ -55,3 +49,36 @@ def hard_triplet(features: torch.Tensor, labels: torch.Tensor,
         hardest_positive = dist.masked_fill(~same, float("-inf")).max(dim=1).values
         hardest_negative = dist.masked_fill(same, float("inf")).min(dim=1).values
         return F.relu(hardest_positive - hardest_negative + margin).mean()
+
+
+ADP_CLAMP = 88.0  # the original's clamp_max on the squared difference (exp(88) ≈ float32 max)
+
+
+def adp_triplet(features: torch.Tensor, labels: torch.Tensor,
+                square: bool = True) -> torch.Tensor:
+    """CAJ's TripletLoss_ADP with α = γ = 1 and square = 1 (docs/methods.md).
+
+    Softmax-weighted distances as WRT: fp (weights softmax(d) over positives) and cn
+    (softmax(−d) over negatives), weights not detached. Then δ = fp − cn, s = min(δ², 88),
+    y = −1 where δ > 0 (violated) else +1, loss = mean log(1 + exp(−y·s)). Where the clamp
+    is active the gradient is exactly zero, as in the original. ``square=False`` is the
+    original's square = 0: softplus(δ), which is WRT.
+    """
+    with torch.autocast(device_type=features.device.type, enabled=False):
+        delta = _weighted_difference(features, labels)
+        if not square:
+            return F.softplus(delta).mean()
+        squared = delta.pow(2).clamp_max(ADP_CLAMP)
+        sign = torch.where(delta > 0, -1.0, 1.0)  # SoftMarginLoss target
+        return F.softplus(-sign * squared).mean()
+
+
+def _weighted_difference(features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """fp − cn per anchor: the softmax-weighted positive and negative distances of WRT."""
+    dist = pairwise_distances(features)
+    same = labels.unsqueeze(0) == labels.unsqueeze(1)
+    positive, negative = same.float(), (~same).float()
+    dist_ap, dist_an = dist * positive, dist * negative
+    far_positive = (dist_ap * _softmax_weights(dist_ap, positive)).sum(dim=1)
+    close_negative = (dist_an * _softmax_weights(-dist_an, negative)).sum(dim=1)
+    return far_positive - close_negative

@@ -8,11 +8,13 @@ and ``checkpoints/last.pt`` (written atomically after every epoch).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from pathlib import Path
 
 import torch
 
+from vireid.choices import Cache, LoaderKind
 from vireid.errors import VireidError
 from vireid.loader import make_train_loader
 from vireid.loader.source import ShardBytes
@@ -49,6 +51,10 @@ def run_training(config: TrainConfig, reporter: Reporter | None = None) -> RunRe
     the run folder's lock for the whole run.
     """
     run = config.run
+    if config.loader.kind == LoaderKind.REFERENCE and config.loader.cache != Cache.NONE:
+        raise VireidError("--cache", f"{config.loader.cache}: the reference loader decodes "
+                          "every step with PIL and keeps nothing; use --loader dali or "
+                          "--cache none")
     device_type = resolve_device(run.device)
     env = init_distributed(device_type)
     try:
@@ -78,7 +84,7 @@ def _run(config: TrainConfig, env: DistEnv, reporter: Reporter, device: torch.de
     torch.manual_seed(config.sampling.seed)  # model initialisation; batches have their own
     backend = config.loader.backend(device.type, device.index or 0, _threads(config, env))
     with ShardBytes(run.shards) as source:  # opened once: training and every evaluation
-        loader = make_train_loader(config.loader.kind, source, config.sampling, backend,
+        loader = make_train_loader(config.loader.kind, source, _sampling(config), backend,
                                    rank=env.rank, world_size=env.world_size)
         with loader:
             parts = _build(config, loader, device, PRECISIONS[mode], env)
@@ -87,6 +93,15 @@ def _run(config: TrainConfig, env: DistEnv, reporter: Reporter, device: torch.de
             loop = EpochLoop(config, env, device, mode, identity, parts,
                              reporter if env.is_main else Reporter())
             return loop.run(start)
+
+
+def _sampling(config: TrainConfig):
+    """The sampling settings with the method's views (CAJ: channel-augmented views) unless
+    the configuration names views itself."""
+    if config.sampling.views is not None:
+        return config.sampling
+    views = get_method(config.model.method).views
+    return dataclasses.replace(config.sampling, views=views)
 
 
 def _threads(config: TrainConfig, env: DistEnv) -> int | None:

@@ -1,20 +1,22 @@
 """Training methods, from a registry like the dataset readers and the loaders.
 
 A method owns what differs between recipes on the same two-stream network: the model's head
-(non-local blocks, pooling), the metric loss added to the identity cross-entropy, and its
-defaults (the schedule length). A new method is one module here that calls ``register``.
-``list_methods()`` names them; ``get_method(name)`` returns its ``MethodSpec``.
+(non-local blocks, pooling), the metric loss added to the identity cross-entropy, the views
+its training batches hold, and its defaults (the schedule length, flip averaging at test).
+A new method is one module here that calls ``register``. ``list_methods()`` names them;
+``get_method(name)`` returns its ``MethodSpec``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from vireid.choices import Method
+from vireid.choices import Method, Triplet, Views
 from vireid.errors import VireidError
 
 MetricLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (pooled, labels) → loss
@@ -28,6 +30,8 @@ class MethodSpec:
     metric_loss: MetricLoss  # on the pooled features, weight 1, added to cross-entropy
     epochs: int  # default schedule length
     summary: str
+    views: Views = Views.SINGLE  # what one sampled pair becomes in a training batch
+    flip: bool = False  # test features averaged with the mirrored image's, by default
 
     def build_model(self, num_classes: int, arch, pretrained: str = "torchvision"):
         from vireid.model import build_model
@@ -56,11 +60,23 @@ def list_methods() -> list[str]:
     return [name.value for name in _REGISTRY]
 
 
-def get_method(name) -> MethodSpec:
+def get_method(name, triplet=None) -> MethodSpec:
+    """The registered method; ``triplet`` (a ``Triplet``) swaps its metric loss (None: the
+    method's own), e.g. ``get_method("caj", "wrt")``: CAJ with the original's square = 0."""
     method = Method.parse(name, "method")
     if method not in _REGISTRY:
         raise VireidError("method", f"{name!r} is not registered ({', '.join(list_methods())})")
-    return _REGISTRY[method]
+    spec = _REGISTRY[method]
+    if triplet is None:
+        return spec
+    return dataclasses.replace(spec, metric_loss=metric_loss(Triplet.parse(triplet, "triplet")))
 
 
-from vireid.train.methods import agw, base  # noqa: E402,F401  (each module registers itself)
+def metric_loss(triplet: Triplet) -> MetricLoss:
+    from vireid.train import losses
+
+    return {Triplet.WRT: losses.weighted_regularized_triplet, Triplet.HARD: losses.hard_triplet,
+            Triplet.ADP: losses.adp_triplet}[triplet]
+
+
+from vireid.train.methods import agw, base, caj  # noqa: E402,F401  (each module registers itself)
