@@ -149,3 +149,30 @@ def test_labels_must_cover_both_modalities():
                        LabeledSamples(view.infrared.samples[:1], view.infrared.labels[:1]))
     with pytest.raises(VireidError, match="visible and infrared"):
         IdentitySampler.from_view(broken, batch_ids=1)
+
+
+@pytest.mark.parametrize("views", [None, "channel"])
+@pytest.mark.parametrize("world_size", [2, 4])
+def test_rank_plans_are_shares_of_the_single_process_plan(world_size, views):
+    """Every group (visible, CAJ's second visible view, infrared) is split the same way: the
+    ranks' samples and augmentation parameters, group by group, put back together are the
+    single-process plan's."""
+    from vireid.loader.plan import plan_step, visible_views
+
+    view = make_view(30, 8, 8)
+    sampler = IdentitySampler.from_view(view, batch_ids=8, num_pos=4, seed=1)
+    groups = visible_views(views) + 1
+    for step in range(3):
+        whole = plan_step(sampler, 0, step, augment=True, height=64, width=32, views=views)
+        parts = [plan_step(sampler, 0, step, augment=True, height=64, width=32, rank=rank,
+                           world_size=world_size, views=views) for rank in range(world_size)]
+
+        def regroup(values):  # [rank][group][i] → [group][rank][i], flattened
+            return np.concatenate([np.split(np.asarray(v), groups)[g] for g in range(groups)
+                                   for v in values])
+
+        np.testing.assert_array_equal(regroup([p.samples for p in parts]), whole.samples)
+        for name in ("top", "left", "flip", "erase") + (("mix",) if views else ()):
+            np.testing.assert_array_equal(
+                regroup([getattr(p.params, name) for p in parts]), getattr(whole.params, name))
+        assert all(p.visible_views == groups - 1 for p in parts)
