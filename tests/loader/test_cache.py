@@ -182,8 +182,9 @@ def test_nothing_is_decoded_after_the_first_pass(shard_dir, monkeypatch):
     cached = loader._cached
     assert cached.decode_seconds > 0 and cached.first_batch_seconds >= cached.decode_seconds
     assert cached.nbytes == cached.count * 64 * 32 * 3
-    assert cached.summary() == (f"decoded {cached.count:,} images (0.0 GB, host) in "
-                                f"{cached.decode_seconds:.1f} s")
+    assert cached.summary() == (f"decoded {cached.count:,} images "
+                                f"({cached.nbytes / 1e6:.1f} MB, host) in "
+                                f"{cached.decode_seconds:.2f} s")
 
 
 @pytest.mark.dali

@@ -112,9 +112,12 @@ class DecodedCache:
         return cls(images, row_of, where, started)
 
     def summary(self) -> str:
-        """E.g. "decoded 22,258 images (2.8 GB, host) in 41.2 s"."""
-        return (f"decoded {self.count:,} images ({self.nbytes / GB:.1f} GB, {self.where}) in "
-                f"{self.decode_seconds:.1f} s")
+        """E.g. "decoded 22,258 images (2.8 GB, host) in 41.2 s" (MB below a gigabyte,
+        seconds to two decimals below ten)."""
+        size = f"{self.nbytes / GB:.1f} GB" if self.nbytes >= GB else f"{self.nbytes / 1e6:.1f} MB"
+        seconds = f"{self.decode_seconds:.2f}" if self.decode_seconds < 10 else \
+            f"{self.decode_seconds:.1f}"
+        return f"decoded {self.count:,} images ({size}, {self.where}) in {seconds} s"
 
     def report(self) -> dict:
         """The numbers of ``summary`` for machines (a metrics.jsonl row)."""
