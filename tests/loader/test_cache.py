@@ -209,6 +209,14 @@ def test_the_refusal_names_the_numbers_and_the_way_out():
     assert cache_module.available_host_memory() > 0
 
 
+def test_each_process_on_the_machine_counts_for_a_host_cache():
+    """torchrun: every local process holds its own host cache; a GPU's is one per GPU."""
+    cache_module.check_fits(2 * 10**9, 1, (1, 1), "host", 6 * 10**9, processes=2)
+    with pytest.raises(VireidError, match=r"needs 2\.0 GB in each of 3 processes"):
+        cache_module.check_fits(2 * 10**9, 1, (1, 1), "host", 6 * 10**9, processes=3)
+    cache_module.check_fits(2 * 10**9, 1, (1, 1), "device", 6 * 10**9, processes=3)
+
+
 @pytest.mark.dali
 @pytest.mark.parametrize("offset, data, message", [
     (30, b"\x13" * 300, r"cannot be decoded \(.*\): damaged shard"),

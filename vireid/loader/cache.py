@@ -53,14 +53,17 @@ def available_device_memory(device_id: int) -> int:
 
 
 def check_fits(need: int, count: int, shape: tuple[int, int], where: str,
-               available: int) -> None:
-    """Refuse (one line, numbers in GB, the way out) a cache that would not fit."""
+               available: int, processes: int = 1) -> None:
+    """Refuse (one line, numbers in GB, the way out) a cache that would not fit; a host
+    cache is held once per process of the run on this machine (``processes``)."""
     fraction, least = HEADROOM[where]
     keep = max(fraction * available, least)
-    if need + keep > available:
+    copies = processes if where == "host" else 1
+    if copies * need + keep > available:
         memory = "host memory" if where == "host" else "GPU memory"
         other = "--cache none" + (" or --cache host" if where == "device" else "")
-        raise VireidError("cache", f"the decoded training set needs {need / GB:.1f} GB "
+        each = f" in each of {copies} processes" if copies > 1 else ""
+        raise VireidError("cache", f"the decoded training set needs {need / GB:.1f} GB{each} "
                           f"({count:,} images × {shape[0]}×{shape[1]}×3), but only "
                           f"{available / GB:.1f} GB of {memory} is available (keeping "
                           f"{keep / GB:.1f} GB free): use {other}")
@@ -97,7 +100,8 @@ class DecodedCache:
         need = int(np.prod(shape))
         available = available_device_memory(loader.device_id) if where == "device" \
             else available_host_memory()
-        check_fits(need, len(samples), shape[1:3], where, available)
+        check_fits(need, len(samples), shape[1:3], where, available,
+                   loader.backend.local_processes)
         if where == "device":
             images = torch.empty(shape, dtype=torch.uint8, device=f"cuda:{loader.device_id}")
         else:

@@ -87,6 +87,9 @@ class Backend:
     cpu_augment: CpuAugment = CpuAugment.FUSED
     cache: Cache = Cache.NONE  # decode every training image once and keep it (see cache.py)
     decoder: DecoderOptions = field(default_factory=DecoderOptions)  # CUDA runs' decoding
+    # processes of the run on this machine (torchrun): each holds its own host cache, so the
+    # memory check counts them all
+    local_processes: int = 1
 
     @property
     def decode_on(self) -> DecodeOn:

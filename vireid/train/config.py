@@ -70,10 +70,11 @@ class LoaderSettings:
     host_memory_padding: int = DecoderOptions.host_memory_padding
     hybrid_huffman_threshold: int = DecoderOptions.hybrid_huffman_threshold
 
-    def backend(self, device: str, device_id: int, num_threads: int | None) -> Backend:
+    def backend(self, device: str, device_id: int, num_threads: int | None,
+                local_processes: int = 1) -> Backend:
         return Backend(device=device, device_id=device_id, num_threads=num_threads,
                        prefetch=self.prefetch, cpu_augment=self.cpu_augment, cache=self.cache,
-                       decoder=self.decoder())
+                       decoder=self.decoder(), local_processes=local_processes)
 
     def decoder(self) -> DecoderOptions:
         return DecoderOptions(

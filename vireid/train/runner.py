@@ -82,7 +82,8 @@ def _run(config: TrainConfig, env: DistEnv, reporter: Reporter, device: torch.de
         _check_resumable(config, saved, identity)
     mode = _precision(config, device, saved)
     torch.manual_seed(config.sampling.seed)  # model initialisation; batches have their own
-    backend = config.loader.backend(device.type, device.index or 0, _threads(config, env))
+    backend = config.loader.backend(device.type, device.index or 0, _threads(config, env),
+                                    env.local_world_size)
     with ShardBytes(run.shards) as source:  # opened once: training and every evaluation
         loader = make_train_loader(config.loader.kind, source, _sampling(config), backend,
                                    rank=env.rank, world_size=env.world_size)
