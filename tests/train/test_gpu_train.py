@@ -98,3 +98,27 @@ def test_gpu_features_match_the_cpu(shards):
     assert np.array_equal(cpu.samples, gpu.samples)
     np.testing.assert_allclose(gpu.pool, cpu.pool, atol=FEATURE_ATOL)
     np.testing.assert_allclose(gpu.fc, cpu.fc, atol=FEATURE_ATOL)
+
+
+@pytest.mark.parametrize("cache", ["none", "device"])
+def test_cuda_caj_training_losses_are_finite_and_fall(shards, tmp_path, cache):
+    """CAJ's 3·P·K-image steps (GPU mixing, ADP triplet) with fp16, from the decoding
+    graph and from the device cache."""
+    recorder = Recorder()
+    run_training(cuda(shards, tmp_path / "run", method="caj", amp="fp16", lr=0.05,
+                      cache=cache), recorder)
+    losses = [loss for _, loss, _ in recorder.steps]
+    assert all(np.isfinite(losses))
+    assert np.mean(losses[-6:]) < np.mean(losses[:6])
+
+
+def test_gpu_flip_features_match_the_cpu(shards):
+    manifest = load_manifest(shards)
+    protocol = manifest.protocol(manifest.default_protocol)
+    wanted = protocols.samples_to_extract(manifest, protocol, None)
+    model = build_model(10, arch="resnet18", pretrained="none").eval()
+    cpu = extract_features(model, shards, wanted, device=torch.device("cpu"), flip=True)
+    gpu = extract_features(model.to("cuda"), shards, wanted, device=torch.device("cuda"),
+                           flip=True)
+    np.testing.assert_allclose(gpu.pool, cpu.pool, atol=FEATURE_ATOL)
+    np.testing.assert_allclose(gpu.fc, cpu.fc, atol=FEATURE_ATOL)
