@@ -196,31 +196,44 @@ def _mirror_pixels(row, first, stop, mirrored):
         mirrored[3 * j + 2] = row[3 * x + 2]
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _crop_window(param, width):
+    """One image's packed row → (dy, flip, first, stop, left, right): the crop's row offset
+    in the image, the flip, the source columns [first, stop) inside the crop window and the
+    output columns [left, right) that show them (column j shows source j + dx, or
+    width - 1 - j + dx when flipped; none for images narrower than PAD)."""
+    dy, dx, flip = param[0] - PAD, param[1] - PAD, param[2] != 0
+    first = max(0, dx)
+    stop = max(first, min(width, width + dx))
+    left = 0 if stop == first else width - stop + dx if flip else first - dx
+    return dy, flip, first, stop, left, left + stop - first
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _source_row(image_row, flip, first, stop, staged):
+    """The uint8 values the output row shows, in output order (``staged``: a buffer of
+    their length, used when flipped)."""
+    if flip:
+        _mirror_pixels(image_row.reshape(image_row.size), first, stop, staged)
+        return staged
+    return image_row[first:stop].reshape(staged.size)
+
+
 @njit(nogil=True, cache=True)
 def _augment(images, params, scale, bias, pad_bits, out):
     count, height, width, _ = images.shape
     row = 3 * width
     staged = np.empty(row, np.uint8)
     for n in range(count):
-        dy, dx, flip = params[n, 0] - PAD, params[n, 1] - PAD, params[n, 2] != 0
-        first = max(0, dx)  # source columns [first, stop) fall inside the crop window
-        stop = max(first, min(width, width + dx))  # none for images narrower than PAD
-        # output columns [left, right) show them: column j shows source j + dx, or
-        # source width - 1 - j + dx when flipped
-        left = 0 if stop == first else width - stop + dx if flip else first - dx
-        right = left + stop - first
+        dy, flip, first, stop, left, right = _crop_window(params[n], width)
+        a, b = 3 * left, 3 * right
         for i in range(height):
             target = out[n, i].reshape(row)
             y = i + dy
             if y < 0 or y >= height:
                 target[:] = pad_bits
                 continue
-            a, b = 3 * left, 3 * right
-            if flip:
-                _mirror_pixels(images[n, y].reshape(row), first, stop, staged[a:b])
-                pixels = staged[a:b]
-            else:
-                pixels = images[n, y, first:stop].reshape(b - a)
+            pixels = _source_row(images[n, y], flip, first, stop, staged[a:b])
             target[:a] = pad_bits[:a]
             target[b:] = pad_bits[b:]
             window, window_scale, window_bias = target[a:b], scale[a:b], bias[a:b]
@@ -266,25 +279,17 @@ def _augment_mixed(images, params, mix, fill, scale, bias, out):
     values = np.empty(row, np.float32)
     staged = np.empty(row, np.uint8)
     for n in range(count):
-        dy, dx, flip = params[n, 0] - PAD, params[n, 1] - PAD, params[n, 2] != 0
+        dy, flip, first, stop, left, right = _crop_window(params[n], width)
+        a, b = 3 * left, 3 * right
         top, start, h, w = params[n, 3], params[n, 4], params[n, 5], params[n, 6]
         m = mix[n]
         kind = _mix_kind(m)
-        first = max(0, dx)
-        stop = max(first, min(width, width + dx))
-        left = 0 if stop == first else width - stop + dx if flip else first - dx
-        right = left + stop - first
         for i in range(height):
             y = i + dy
-            a, b = 3 * left, 3 * right
             if y < 0 or y >= height:
                 values[:] = bias
             else:
-                if flip:
-                    _mirror_pixels(images[n, y].reshape(row), first, stop, staged[a:b])
-                    pixels = staged[a:b]
-                else:
-                    pixels = images[n, y, first:stop].reshape(b - a)
+                pixels = _source_row(images[n, y], flip, first, stop, staged[a:b])
                 values[:a] = bias[:a]
                 values[b:] = bias[b:]
                 window, window_scale, window_bias = values[a:b], scale[a:b], bias[a:b]
