@@ -229,13 +229,15 @@ def classify(image: np.ndarray) -> int:
     return 3
 
 
-def test_channel_outcomes_read_back_from_pixels(shard_dir):
-    """Over 30 steps (240 images per group) the exchanged view is always a copy, R/G/B about
-    1/3 each; infrared is R/G/B 1/4, gray 1/8, unchanged 1/8; the first view is never mixed
-    (chi-square at p = 0.001)."""
+@pytest.mark.parametrize("cpu_augment", ["fused", "dali"])
+def test_channel_outcomes_read_back_from_pixels(shard_dir, cpu_augment):
+    """Over 30 steps (240 images per group), from the fused kernel and from the DALI graph
+    on the CPU: the exchanged view is always a copy, R/G/B about 1/3 each; infrared is R/G/B
+    1/4, gray 1/8, unchanged 1/8; the first view is never mixed (chi-square at p = 0.001)."""
     shards = shard_dir("sysu", "raw", **SMALL)
     counts = {"first": np.zeros(5, int), "second": np.zeros(5, int), "infrared": np.zeros(5, int)}
-    for batch in take(train_loader("dali", shards, erase_prob=0.0, **CAJ), 30):
+    for batch in take(train_loader("dali", shards, erase_prob=0.0, cpu_augment=cpu_augment,
+                                   **CAJ), 30):
         visible = batch["visible"].float().permute(0, 2, 3, 1).numpy()
         infrared = batch["infrared"].float().permute(0, 2, 3, 1).numpy()
         for name, images in (("first", visible[:8]), ("second", visible[8:]),

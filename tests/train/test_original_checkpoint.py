@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from typer.testing import CliRunner
 
 from benchmarks.original_metrics import original_eval
@@ -40,8 +41,11 @@ def original(shards, tmp_path_factory):
     return net.eval(), path
 
 
-def oracle_features(net, shards, numbers) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """pool and fc features of these stored images, through the original's eval forward."""
+def oracle_features(net, shards, numbers,
+                    flip: bool = False) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """pool and fc features of these stored images, through the original's eval forward;
+    ``flip``: as CAJ's testa.py, the mean of the image's and its mirror's (each L2-normalised
+    by the network), L2-normalised again."""
     with ShardBytes(shards) as source:
         manifest = source.manifest
         mean, std = np.array(IMAGENET_MEAN), np.array(IMAGENET_STD)
@@ -54,15 +58,23 @@ def oracle_features(net, shards, numbers) -> dict[int, tuple[np.ndarray, np.ndar
             modal = 1 if sample.modality is Modality.VISIBLE else 2
             with torch.no_grad():
                 pool, fc = net(image, image, modal=modal)
+                if flip:
+                    mirror = torch.flip(image, dims=[3])
+                    pool_flip, fc_flip = net(mirror, mirror, modal=modal)
+                    pool = F.normalize((pool + pool_flip) / 2, dim=1)
+                    fc = F.normalize((fc + fc_flip) / 2, dim=1)
             features[number] = (pool[0].numpy(), fc[0].numpy())
     return features
 
 
-def test_vireid_test_on_an_original_checkpoint_equals_the_oracle(shards, original, tmp_path):
+@pytest.mark.parametrize("flip", [False, True], ids=["test.py", "CAJ testa.py (--flip)"])
+def test_vireid_test_on_an_original_checkpoint_equals_the_oracle(shards, original, tmp_path,
+                                                                 flip):
     net, path = original
     result = CliRunner().invoke(eval_app, ["--shards", str(shards), "--checkpoint", str(path),
                                            "--device", "cpu", "--json",
-                                           str(tmp_path / "rows.json")])
+                                           str(tmp_path / "rows.json")]
+                                + (["--flip"] if flip else []))
     assert result.exit_code == 0, result.output
     assert f"evaluating original AGW checkpoint {path}: epoch 41" in result.output
     rows = json.loads((tmp_path / "rows.json").read_text())
@@ -70,7 +82,7 @@ def test_vireid_test_on_an_original_checkpoint_equals_the_oracle(shards, origina
     cams = np.array([s.cam for s in manifest.samples])
     protocol = manifest.protocol(manifest.default_protocol)
     tested = {i for t in protocol.trials for i in (*t.query, *t.gallery)}
-    features = oracle_features(net, shards, tested)
+    features = oracle_features(net, shards, tested, flip)
     for kind, column in (("pool", 0), ("fc", 1)):
         for trial in protocol.trials:
             query = np.stack([features[i][column] for i in trial.query])

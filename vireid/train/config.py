@@ -190,7 +190,7 @@ class TrainConfig:
         itself is compared by its identity: dataset, manifest hash, view)."""
         return ("batch_ids", "num_pos", "method", "arch", "seed", "replace", "sampler", "lr",
                 "momentum", "weight_decay", "warmup_epochs", "milestones", "max_steps",
-                "erase_prob", "triplet")
+                "erase_prob", "triplet", "views")
 
 
 # What ``--recipe original`` changes (flat names): everything where vireid's defaults differ
