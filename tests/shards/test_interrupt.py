@@ -85,3 +85,25 @@ def test_a_second_build_is_refused_while_the_first_runs(raw, tmp_path):
     assert first.returncode == 0, stderr
     assert load_manifest(out).width == 1024  # the first build's folder, complete
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def _interrupted_while_starting() -> None:
+    """A worker's initializer that is hit by SIGTERM before it gets to ignore it."""
+    from vireid.shards import pool
+
+    os.kill(os.getpid(), signal.SIGTERM)
+    pool.ignore_interrupts()
+
+
+def test_an_interrupt_while_the_workers_start_does_not_reach_them(raw, tmp_path,
+                                                                    monkeypatch):
+    """Workers are forked with interrupts held: one that arrives before a worker ignores them
+    is dropped, not its death (which would end the build as 'an encoding process died')."""
+    from vireid.datasets import read_dataset
+    from vireid.shards import pool
+    from vireid.shards.build import BuildOptions, build_shards
+
+    monkeypatch.setattr(pool, "_worker_signals", _interrupted_while_starting)
+    build_shards(read_dataset("sysu", raw), tmp_path / "out",
+                 BuildOptions(workers=2, width=32, height=64))
+    assert load_manifest(tmp_path / "out").samples

@@ -16,7 +16,6 @@ import fcntl
 import os
 import re
 import shutil
-import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from vireid.shards.safety import (
     remove_empty,
     write_error,
 )
+from vireid.shards.signals import signals_held
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class Stage:
 
     def commit(self) -> None:
         """Rename ``partial`` to OUT_DIR; without overwrite, refuse an OUT_DIR that appeared."""
-        with _signals_held():
+        with signals_held():  # an interrupt never leaves OUT_DIR half-swapped
             if not os.path.lexists(self.target):
                 os.replace(self.partial, self.target)
                 return
@@ -147,14 +147,3 @@ def _acquired(handle: int, path: Path) -> bool:
         return os.fstat(handle).st_ino == os.stat(path).st_ino
     except (BlockingIOError, FileNotFoundError):
         return False
-
-
-@contextlib.contextmanager
-def _signals_held() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM during the swap: an interrupt never leaves OUT_DIR half-swapped."""
-    held = {signal.SIGINT, signal.SIGTERM}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
