@@ -114,7 +114,7 @@ def test_loader_settings_build_the_backends_decoder_and_round_trip_flat():
     config = TrainConfig.from_flat(shards="s", out="o", decode_on="cpu", hw_decoder_load=0.9,
                                    preallocate_width_hint=144, host_memory_padding=0)
     backend = config.loader.backend("cuda", 0, None)
-    assert backend.decode_on is DecodeOn.CPU and backend.decoder.hw_decoder_load == 0.9
+    assert backend.decoder.on is DecodeOn.CPU and backend.decoder.hw_decoder_load == 0.9
     assert backend.decoder.preallocate_width_hint == 144
     assert backend.decoder.host_memory_padding == 0
     flat = config.to_dict()

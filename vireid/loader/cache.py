@@ -29,7 +29,7 @@ from vireid.choices import Cache
 from vireid.errors import VireidError
 from vireid.loader.augment import AugmentParams
 from vireid.loader.fused import FusedAugment, OutputBuffers, packed
-from vireid.loader.tensor_augment import augment_tensor
+from vireid.loader.tensor_augment import augment_tensor, normalisation
 
 GB = 1e9
 # what must stay free besides the cache: a fraction of what is available, at least so much
@@ -83,6 +83,7 @@ class DecodedCache:
         self._started = started
         self._kernel: FusedAugment | None = None
         self._buffers = OutputBuffers()
+        self._normalise = None  # scale and bias on the GPU, made at the first CUDA step
 
     @classmethod
     def build(cls, loader) -> DecodedCache:
@@ -145,15 +146,19 @@ class DecodedCache:
         if loader.device != "cuda":
             return self._on_cpu(loader, rows, params)
         device = torch.device(f"cuda:{loader.device_id}")
+        if self._normalise is None:
+            self._normalise = normalisation(device)
         index = torch.as_tensor(rows, device=self.images.device)
         if self.images.is_cuda:
-            return augment_tensor(self.images.index_select(0, index), params)
+            return augment_tensor(self.images.index_select(0, index), params,
+                                  normalise=self._normalise)
         # gathered into pinned memory (PyTorch's caching host allocator: it is not reused
         # before the copy that reads it has run), so the copy is asynchronous
         staging = torch.empty((len(rows), *self.images.shape[1:]), dtype=torch.uint8,
                               pin_memory=True)
         torch.index_select(self.images, 0, index, out=staging)
-        return augment_tensor(staging.to(device, non_blocking=True), params)
+        return augment_tensor(staging.to(device, non_blocking=True), params,
+                              normalise=self._normalise)
 
     def _on_cpu(self, loader, rows: np.ndarray, params: AugmentParams) -> torch.Tensor:
         pixels = self.images.numpy()[rows]

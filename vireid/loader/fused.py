@@ -247,21 +247,14 @@ def _augment(images, params, scale, bias, pad_bits, out):
 @njit(nogil=True, cache=True)
 def _mix_kind(m):
     """-1: identity; 0-2: channel k copied to all; 3: anything else (computed in full)."""
-    identity = True
-    for r in range(3):
-        for c in range(3):
-            if m[r, c] != (1.0 if r == c else 0.0):
-                identity = False
-    if identity:
-        return -1
-    for k in range(3):
-        copy = True
+    for kind in range(-1, 3):
+        matches = True
         for r in range(3):
             for c in range(3):
-                if m[r, c] != (1.0 if c == k else 0.0):
-                    copy = False
-        if copy:
-            return k
+                one = c == r if kind < 0 else c == kind
+                matches = matches and m[r, c] == (1.0 if one else 0.0)
+        if matches:
+            return kind
     return 3
 
 

@@ -91,10 +91,5 @@ class Backend:
     # memory check counts them all
     local_processes: int = 1
 
-    @property
-    def decode_on(self) -> DecodeOn:
-        """Where a CUDA run decodes (``decoder.on``; a CPU run always decodes on the CPU)."""
-        return self.decoder.on
-
 
 EVAL_BATCH_SIZE = 64  # images per evaluation forward pass (the original's test batch)

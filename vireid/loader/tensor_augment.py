@@ -19,8 +19,9 @@ from vireid.loader.augment import PAD, AugmentParams
 from vireid.loader.fused import NormaliseTables
 
 
-def _tables(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """The fused kernel's per-channel float32 scale and bias, on ``device``."""
+def normalisation(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fused kernel's per-channel float32 scale and bias, on ``device`` (made once per
+    run by the caller and passed to ``augment_tensor``)."""
     tables = NormaliseTables.build(1)
     return (torch.from_numpy(tables.scale).to(device), torch.from_numpy(tables.bias).to(device))
 
@@ -56,9 +57,11 @@ def _mixed(values: torch.Tensor, mix: np.ndarray) -> torch.Tensor:
 
 
 def augment_tensor(images: torch.Tensor, params: AugmentParams,
-                   out: torch.Tensor | None = None) -> torch.Tensor:
+                   out: torch.Tensor | None = None,
+                   normalise: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """uint8 N×H×W×3 ``images`` → float16 N×H×W×3 on the images' device (into ``out``, a
-    float16 tensor of that shape, when given)."""
+    float16 tensor of that shape, when given). ``normalise``: ``normalisation(device)``,
+    made here when not given."""
     if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[3] != 3:
         raise ValueError(f"images must be uint8 N×H×W×3, not {tuple(images.shape)} "
                          f"{images.dtype}")
@@ -69,7 +72,7 @@ def augment_tensor(images: torch.Tensor, params: AugmentParams,
     rows, columns, inside_rows, inside_columns = _source_maps(params, height, width, device)
     index = torch.arange(count, device=device)[:, None, None]
     pixels = images[index, rows[:, :, None], columns[:, None, :]]  # N×H×W×3 crop + flip
-    scale, bias = _tables(device)
+    scale, bias = normalise or normalisation(device)
     values = pixels.float() * scale  # two roundings, as the kernel: never a fused multiply-add
     values = values + bias
     inside = (inside_rows[:, :, None] & inside_columns[:, None, :])[..., None]
