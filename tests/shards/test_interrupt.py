@@ -1,9 +1,11 @@
 """A real ``vireid-shard build`` process, stopped or raced: SIGTERM cleans up like Ctrl-C (one
-line, no temporary folder, no worker left), and a second build into the same folder is refused
-while the first one runs. The build is made slow with large stored images."""
+line, no temporary folder, no worker left), a second build into the same folder is refused
+while the first one runs, a killed encoding process ends the build in one line, and a killed
+build takes its encoding processes with it. The build is made slow with large stored images."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -47,6 +49,21 @@ def wait_until_encoding(out: Path, process: subprocess.Popen) -> None:
 
 def children(pid: int) -> list[int]:
     return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def wait_for_workers(out: Path, process: subprocess.Popen) -> list[int]:
+    """Until the build holds its temporary folder and has forked its 2 encoding processes
+    (children running the build's own command line); their pids."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        with contextlib.suppress(OSError):
+            command = Path(f"/proc/{process.pid}/cmdline").read_bytes()
+            workers = [pid for pid in children(process.pid)
+                       if Path(f"/proc/{pid}/cmdline").read_bytes() == command]
+            if len(workers) == 2 and list(out.parent.glob(f".{out.name}.partial-*")):
+                return workers
+        time.sleep(0.02)
+    pytest.fail(f"the build never started its workers: {process.communicate()}")
 
 
 def running(pid: int) -> bool:
@@ -107,3 +124,61 @@ def test_an_interrupt_while_the_workers_start_does_not_reach_them(raw, tmp_path,
     build_shards(read_dataset("sysu", raw), tmp_path / "out",
                  BuildOptions(workers=2, width=32, height=64))
     assert load_manifest(tmp_path / "out").samples
+
+
+def open_files(pid: int) -> set[str]:
+    return {os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()}
+
+
+def eventually(condition, seconds=30.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def kill_session(process: subprocess.Popen) -> None:
+    """SIGKILL whatever is left of a build started in its own session (orphans included)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def test_a_killed_worker_ends_the_build_in_one_line(raw, tmp_path):
+    """``kill -9`` of one encoding process (what the OOM killer does) ends the build at once
+    with one line and leaves nothing behind (it used to hang at 100% CPU)."""
+    out = tmp_path / "out"
+    process = start_build(raw, out, signals_to_group=True)
+    try:
+        os.kill(wait_for_workers(out, process)[0], signal.SIGKILL)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        kill_session(process)
+    assert process.returncode == 1
+    assert stderr.strip().splitlines() == [
+        f"error: {raw}: an image-encoding process died (killed by signal 9: out of memory?): "
+        "nothing was kept"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_workers_die_with_a_killed_build_and_leave_the_folder_free(raw, tmp_path):
+    """``kill -9`` of the build itself: its encoding processes, which never hold the
+    folder's lock, die too instead of running on as orphans that ignore Ctrl-C and SIGTERM,
+    and the next build of the folder is not refused (nor left the dead build's leftovers)."""
+    out = tmp_path / "out"
+    process = start_build(raw, out, signals_to_group=True)
+    try:
+        workers = wait_for_workers(out, process)
+        lock = str((tmp_path / ".out.lock").resolve())
+        assert not [pid for pid in workers if lock in open_files(pid)]  # only the build has it
+        process.kill()
+        process.wait()
+        assert eventually(lambda: not any(map(running, workers))), "orphaned workers"
+        again = CliRunner().invoke(app, ["build", "sysu", str(raw), str(out), "--width", "32",
+                                         "--height", "64", "--workers", "1"])
+    finally:
+        kill_session(process)
+    assert again.exit_code == 0, again.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

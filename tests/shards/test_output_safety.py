@@ -219,3 +219,35 @@ def test_full_disk_during_the_build(raw, tmp_path, monkeypatch):
     out = tmp_path / "new" / "deeper" / "out"
     assert_refused(build(raw, out), str(out), "No space left on device", "nothing was kept")
     assert not (tmp_path / "new").exists()  # the parents it created are gone too
+
+
+@pytest.fixture
+def linked(raw, tmp_path):
+    """``raw`` whose cam1 folder and first cam2 image live in ``tmp/elsewhere``, linked back
+    (data kept on another disk); returns (cam1's folder, the folder of the image)."""
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "images").mkdir(parents=True)
+    shutil.move(raw / "cam1", elsewhere / "cam1")
+    (raw / "cam1").symlink_to(elsewhere / "cam1")
+    image = sorted((raw / "cam2").rglob("*.jpg"))[0]
+    shutil.move(image, elsewhere / "images" / "0001.jpg")
+    image.symlink_to(elsewhere / "images" / "0001.jpg")
+    return elsewhere / "cam1", elsewhere / "images"
+
+
+@pytest.mark.parametrize("place", ["inside-a-linked-folder", "deep-inside-a-linked-folder",
+                                   "around-a-linked-image"])
+def test_links_inside_the_raw_tree_do_not_hide_its_images(raw, tmp_path, linked, guard,
+                                                          place):
+    """What a link in the raw tree leads to is part of it: OUT_DIR may not be inside it
+    (shards inside cam1 would break the next read of the tree) nor around it (with
+    ``--overwrite``, an old shard folder holding a linked image would replace the image)."""
+    folder, images = linked
+    (images / "manifest.json").write_text('{"schema": "vireid.shards", "version": 1}')
+    out = {"inside-a-linked-folder": folder / "shards",
+           "deep-inside-a-linked-folder": folder / "0006" / "shards",
+           "around-a-linked-image": images}[place]
+    before = digest(tmp_path / "elsewhere")
+    assert_refused(build(raw, out, "--overwrite"), str(out), "part of the raw dataset")
+    assert digest(tmp_path / "elsewhere") == before
+    assert no_leftovers(out.parent, out.name)

@@ -41,7 +41,8 @@ from vireid.shards.manifest import (
 )
 from vireid.shards.manifest_checks import BadEntry, check_manifest
 from vireid.shards.pixels import PixelTally
-from vireid.shards.pool import encoder
+from vireid.shards.pool import Encode, encoder
+from vireid.shards.safety import linked_inputs
 from vireid.shards.staging import staged_output
 from vireid.shards.tario import BLOCK, TarWriter, sha256_file, write_index
 
@@ -74,14 +75,18 @@ def build_shards(dataset: RawDataset, out_dir: Path, options: BuildOptions,
     """Write the shard folder ``out_dir`` for ``dataset`` and return its manifest.
 
     Every check on the output (rules, lock, a first write) runs before any image is encoded.
+    The encoding processes start before the lock is taken, so none of them can hold it.
     """
     out_dir = Path(out_dir)
     if problem := size_problem(options.width, options.height):
         raise VireidError(out_dir, problem)
     if not options.skip_bad_images and not dataset.records:
         raise VireidError(dataset.root, "no images found")
-    with staged_output(out_dir, dataset.root, options.overwrite) as stage:
-        manifest = _write_folder(dataset, stage.partial, options, progress or (lambda n: None))
+    linked = linked_inputs(dataset.root, [record.path for record in dataset.records])
+    with encoder(options.workers or available_cores(), dataset.root) as encode, \
+            staged_output(out_dir, dataset.root, options.overwrite, linked) as stage:
+        manifest = _write_folder(dataset, stage.partial, options, encode,
+                                 progress or (lambda n: None))
         _self_check(manifest, dataset.root)
         write_manifest(manifest, stage.partial)
         stage.commit()
@@ -97,10 +102,11 @@ def _self_check(manifest: Manifest, root: Path) -> None:
             from None
 
 
-def _write_folder(dataset: RawDataset, folder: Path, options: BuildOptions,
+def _write_folder(dataset: RawDataset, folder: Path, options: BuildOptions, encode: Encode,
                   progress: Progress) -> Manifest:
     with _ShardSet(folder, options) as writer:  # every tar closed here, even on an error
-        kept, samples, skipped, pixels = _store_images(dataset, writer, options, progress)
+        kept, samples, skipped, pixels = _store_images(dataset, writer, options, encode,
+                                                       progress)
     if not samples:
         raise VireidError(dataset.root, "no readable images")
     check_training_ids(dataset, kept)
@@ -119,7 +125,7 @@ def _write_folder(dataset: RawDataset, folder: Path, options: BuildOptions,
 
 
 def _store_images(dataset: RawDataset, writer: _ShardSet, options: BuildOptions,
-                  progress: Progress
+                  encode: Encode, progress: Progress
                   ) -> tuple[list[int], list[Sample], list[Skipped], PixelTally]:
     """Encode every record and add it to the shards; return kept record indices, samples,
     skipped files (an unreadable image stops the build unless ``skip_bad_images``) and the
@@ -132,19 +138,18 @@ def _store_images(dataset: RawDataset, writer: _ShardSet, options: BuildOptions,
     samples: list[Sample] = []
     skipped: list[Skipped] = []
     pixels = PixelTally(options.width * options.height * 3)
-    with encoder(options.workers or available_cores(), dataset.root) as encode:
-        for i, (record, result) in enumerate(zip(dataset.records, encode(tasks))):
-            progress(1)
-            if result.error:
-                if not options.skip_bad_images:
-                    raise VireidError(dataset.root / record.path, result.error)
-                skipped.append(Skipped(record.path, result.error))
-                continue
-            shard = writer.add(keys[i], record, result, options.encoding)
-            kept.append(i)
-            pixels.add(result)
-            samples.append(Sample(keys[i], record.path, record.pid, record.cam,
-                                  record.modality, *result.source_size, shard))
+    for i, (record, result) in enumerate(zip(dataset.records, encode(tasks))):
+        progress(1)
+        if result.error:
+            if not options.skip_bad_images:
+                raise VireidError(dataset.root / record.path, result.error)
+            skipped.append(Skipped(record.path, result.error))
+            continue
+        shard = writer.add(keys[i], record, result, options.encoding)
+        kept.append(i)
+        pixels.add(result)
+        samples.append(Sample(keys[i], record.path, record.pid, record.cam,
+                              record.modality, *result.source_size, shard))
     return kept, samples, skipped, pixels
 
 

@@ -57,16 +57,18 @@ class Stage:
 
 
 @contextlib.contextmanager
-def staged_output(out_dir: Path, raw_root: Path, overwrite: bool) -> Iterator[Stage]:
-    """Yield a Stage for ``out_dir``; see the module docstring for what happens around it."""
-    check_output(out_dir, raw_root, overwrite)
+def staged_output(out_dir: Path, raw_root: Path, overwrite: bool,
+                  linked: tuple[Path, ...] = ()) -> Iterator[Stage]:
+    """Yield a Stage for ``out_dir``; see the module docstring for what happens around it
+    (``linked``: what links in the raw tree lead to, as ``check_output`` takes)."""
+    check_output(out_dir, raw_root, overwrite, linked)
     target = out_dir.resolve()
     created: list[Path] = []
     done = False
     try:
         created = _setup(create_parents, target.parent, target.parent)
         with _locked(out_dir, target):
-            check_output(out_dir, raw_root, overwrite)  # again, now that no build can interfere
+            check_output(out_dir, raw_root, overwrite, linked)  # again, no build interfering now
             stage = Stage(out_dir, target, sibling(target, "partial"), overwrite)
             _setup(_fresh_partial, stage, target.parent)
             try:
