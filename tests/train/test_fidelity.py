@@ -80,7 +80,13 @@ def test_regdb_ten_trials_as_one_job_and_one_evaluation(shard_dir, tmp_path):
     options = [*FAST, "--epochs", "1", "--batch-ids", "2", "--eval-every", "5"]
     first = train("--shards", shards, "--out", out, *options, "--trial", "all")
     assert first.exit_code == 0, first.output
-    assert sorted(p.name for p in out.iterdir()) == sorted(f"trial-{t}" for t in range(1, 11))
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["config.json", *(f"trial-{t}" for t in range(1, 11))])
+    changed = train("--shards", shards, "--out", out, *options, "--trial", "all", "--resume",
+                    "--lr", "0.05")  # the job's settings are its config.json's, as one run's
+    assert changed.exit_code == 1 and "lr=0.05 is refused" in changed.output, changed.output
+    again = train("--shards", shards, "--out", out, *options, "--trial", "all")
+    assert again.exit_code == 1 and "holds a `--trial all` job" in again.output
     for trial in range(1, 11):
         rows = rows_of(out / f"trial-{trial}")
         assert {r["trial"] for r in rows if r["kind"] == "eval"} == {trial}  # never "mean"

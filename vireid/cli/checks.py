@@ -3,12 +3,14 @@ is refused before any work starts, with the rule in the message."""
 
 from __future__ import annotations
 
+import math
+
 import typer
 
 
 def positive(value: float | None) -> float | None:
-    if value is not None and not value > 0:
-        raise typer.BadParameter(f"must be greater than 0 (got {value})")
+    if value is not None and not (value > 0 and math.isfinite(value)):
+        raise typer.BadParameter(f"must be a finite number greater than 0 (got {value})")
     return value
 
 

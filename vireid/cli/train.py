@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -27,6 +28,7 @@ from vireid.cli.checks import increasing_epochs, positive, trial_choice
 from vireid.cli.common import new_app, stderr, user_errors
 from vireid.cli.tables import render_rows
 from vireid.errors import VireidError
+from vireid.fields import limits
 from vireid.loader.settings import Sampling
 from vireid.train.config import (
     Evaluation,
@@ -36,6 +38,7 @@ from vireid.train.config import (
     RunSettings,
     TrainConfig,
 )
+from vireid.train.distributed import check_split
 from vireid.train.evaluation import summary_rows
 from vireid.train.methods import get_method, list_methods
 from vireid.train.reporting import Reporter
@@ -95,18 +98,24 @@ def train(
                               "train on (1-10, default 1; a RegDB model is scored on its own "
                               "trial), or 'all': one model per trial into OUT/trial-<N> "
                               "(resumable as a whole with --resume)."),
-    epochs: int = typer.Option(Optimisation.epochs, min=1, help="Epochs (default: the "
+    epochs: int = typer.Option(Optimisation.epochs, **limits(Optimisation, "epochs"),
+                               help="Epochs (default: the "
                                "method's; agw and base: 81, as the original; caj: 100)."),
-    batch_ids: int = typer.Option(Sampling.batch_ids, min=1, help="Identities per step, P "
+    batch_ids: int = typer.Option(Sampling.batch_ids, **limits(Sampling, "batch_ids"),
+                                  help="Identities per step, P "
                                   "(original --batch-size)."),
-    num_pos: int = typer.Option(Sampling.num_pos, min=1, help="Images per identity and "
+    num_pos: int = typer.Option(Sampling.num_pos, **limits(Sampling, "num_pos"),
+                                help="Images per identity and "
                                 "modality, K."),
-    lr: float = typer.Option(Optimisation.lr, callback=positive, help="Base learning rate, > 0 "
+    lr: float = typer.Option(Optimisation.lr, **limits(Optimisation, "lr"), callback=positive,
+                             help="Base learning rate, > 0 "
                              "(BNNeck and classifier; the rest uses 0.1×)."),
-    weight_decay: float = typer.Option(Optimisation.weight_decay, min=0.0, help="SGD weight "
-                                       "decay (≥ 0)."),
-    warmup_epochs: int = typer.Option(Optimisation.warmup_epochs, min=0, help="Linear warm-up "
-                                      "epochs."),
+    weight_decay: float = typer.Option(
+        Optimisation.weight_decay, **limits(Optimisation, "weight_decay"),
+        help="SGD weight decay (≥ 0)."),
+    warmup_epochs: int = typer.Option(
+        Optimisation.warmup_epochs, **limits(Optimisation, "warmup_epochs"),
+        help="Linear warm-up epochs."),
     milestones: tuple[int, int] = typer.Option(Optimisation.milestones,
                                                callback=increasing_epochs,
                                                help="Epochs where the learning rate drops 10× "
@@ -148,7 +157,8 @@ def train(
                                        "kernels and no cuDNN autotuning (slower). Default: "
                                        "cuDNN picks the fastest kernels for the fixed input "
                                        "shapes."),
-    seed: int = typer.Option(Sampling.seed, min=0, help="Seed of initialisation, sampling "
+    seed: int = typer.Option(Sampling.seed, **limits(Sampling, "seed"),
+                             help="Seed of initialisation, sampling "
                              "and augmentation (≥ 0)."),
     sampler: SamplerOrder = typer.Option(None, help="Identity order: epoch (every identity in "
                                          "every epoch; the default) or original (independent "
@@ -157,7 +167,8 @@ def train(
     replace: bool = typer.Option(Sampling.replace, help="Draw an identity's K images with "
                                  "replacement (the original) or without (--no-replace: every "
                                  "identity needs K images per modality)."),
-    erase_prob: float = typer.Option(Sampling.erase_prob, min=0.0, max=1.0, help="Random "
+    erase_prob: float = typer.Option(Sampling.erase_prob, **limits(Sampling, "erase_prob"),
+                                     help="Random "
                                      "erasing probability: 0.5 (the AGW recipe) or 0 (none, "
                                      "as the code behind the published SYSU and RegDB "
                                      "numbers)."),
@@ -166,13 +177,14 @@ def train(
                                 "or channel (CAJ: two visible views, the second "
                                 "channel-exchanged, and the infrared one with adaptive gray). "
                                 "Default: the method's."),
-    eval_every: int = typer.Option(Evaluation.every, min=1, help="Evaluate every N epochs "
+    eval_every: int = typer.Option(Evaluation.every, **limits(Evaluation, "every"),
+                                   help="Evaluate every N epochs "
                                    "and at the end."),
     eval_flip: bool = typer.Option(Evaluation.flip, "--eval-flip/--no-eval-flip",
                                    help="Evaluate with features averaged over each image and "
                                    "its mirrored copy (default: the method's; caj: on, agw "
                                    "and base: off; off with --recipe original)."),
-    eval_batch_size: int = typer.Option(Evaluation.batch_size, min=1, max=4096,
+    eval_batch_size: int = typer.Option(Evaluation.batch_size, **limits(Evaluation, "batch_size"),
                                         help="Images per evaluation batch (1-4096)."),
     protocol: str = typer.Option(Evaluation.protocol, help="Protocol to evaluate (default: "
                                  "the dataset's; checked against the shards before "
@@ -193,10 +205,12 @@ def train(
         "same in GPU memory on CUDA; host on a CPU). Needs images × H × W × 3 bytes "
         "(SYSU ≈ 4 GB, LLCM ≈ 5.5 GB at 288×144), refused before decoding when it will not "
         "fit; the first pass decodes everything once (reported as one line)."),
-    num_threads: int = typer.Option(LoaderSettings.num_threads, min=1, max=1024,
+    num_threads: int = typer.Option(LoaderSettings.num_threads,
+                                    **limits(LoaderSettings, "num_threads"),
                                     help="DALI threads (default: cores + 1; under torchrun "
                                     "the cores divided among the processes)."),
-    prefetch: int = typer.Option(LoaderSettings.prefetch, min=1, max=64, help="Batches DALI "
+    prefetch: int = typer.Option(LoaderSettings.prefetch, **limits(LoaderSettings, "prefetch"),
+                                 help="Batches DALI "
                                  "prepares ahead of the training step (1-64)."),
     decode_on: DecodeOn = typer.Option(
         LoaderSettings.decode_on, help="Where a CUDA run decodes JPEG/PNG shards: mixed "
@@ -205,30 +219,39 @@ def train(
         "augments). CPU runs always decode on the CPU. The decoder options below apply to "
         "mixed only; their defaults are DALI's documented ones (hints: the shards' size), not "
         "yet measured: `python -m benchmarks.decoder` sweeps them on a GPU."),
-    hw_decoder_load: float = typer.Option(LoaderSettings.hw_decoder_load, min=0.0, max=1.0,
+    hw_decoder_load: float = typer.Option(LoaderSettings.hw_decoder_load,
+                                          **limits(LoaderSettings, "hw_decoder_load"),
                                           help="Share of the JPEGs sent to the hardware JPEG "
                                           "decoder of A100/H100-class GPUs (0-1; DALI's "
                                           "default)."),
     preallocate_width_hint: int = typer.Option(
-        LoaderSettings.preallocate_width_hint, min=0, max=65535, help="Image width the "
+        LoaderSettings.preallocate_width_hint, **limits(LoaderSettings, "preallocate_width_hint"),
+        help="Image width the "
         "hardware decoder preallocates for (0: the shards' stored width)."),
     preallocate_height_hint: int = typer.Option(
-        LoaderSettings.preallocate_height_hint, min=0, max=65535, help="Image height the "
+        LoaderSettings.preallocate_height_hint, **limits(LoaderSettings, "preallocate_height_hint"),
+        help="Image height the "
         "hardware decoder preallocates for (0: the shards' stored height)."),
     device_memory_padding: int = typer.Option(
-        LoaderSettings.device_memory_padding, min=0, max=2**31, help="Bytes of GPU memory "
+        LoaderSettings.device_memory_padding, **limits(LoaderSettings, "device_memory_padding"),
+        help="Bytes of GPU memory "
         "nvJPEG preallocates per DALI thread (0: allocate on demand; DALI's default 16 MiB)."),
     host_memory_padding: int = typer.Option(
-        LoaderSettings.host_memory_padding, min=0, max=2**31, help="Bytes of each of the two "
+        LoaderSettings.host_memory_padding, **limits(LoaderSettings, "host_memory_padding"),
+        help="Bytes of each of the two "
         "pinned host buffers nvJPEG preallocates per DALI thread (0: on demand; DALI's "
         "default 8 MiB)."),
     hybrid_huffman_threshold: int = typer.Option(
-        LoaderSettings.hybrid_huffman_threshold, min=0, max=2**31, help="Images with more "
+        LoaderSettings.hybrid_huffman_threshold,
+        **limits(LoaderSettings, "hybrid_huffman_threshold"),
+        help="Images with more "
         "pixels than this use nvJPEG's hybrid Huffman decoder, smaller ones the host Huffman "
         "decoder (DALI's default 1,000,000: a 144×288 image has 41,472)."),
-    max_steps: int = typer.Option(RunSettings.max_steps, min=1, help="Cut every epoch after "
+    max_steps: int = typer.Option(RunSettings.max_steps, **limits(RunSettings, "max_steps"),
+                                  help="Cut every epoch after "
                                   "N steps (smoke runs)."),
-    log_every: int = typer.Option(RunSettings.log_every, min=1, help="Report losses every N "
+    log_every: int = typer.Option(RunSettings.log_every, **limits(RunSettings, "log_every"),
+                                  help="Report losses every N "
                                   "steps."),
     resume: bool = typer.Option(RunSettings.resume, help="Continue the run in --out from its "
                                 "checkpoint."),
@@ -246,6 +269,8 @@ def train(
     from vireid.train.runner import run_training
 
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        with user_errors():  # what can be refused is refused before any process starts
+            check_split(build_config(ctx, config_file).sampling.batch_ids, nproc)
         launch_torchrun(nproc, sys.argv[1:])
         return
     with user_errors():
@@ -268,8 +293,9 @@ NOT_SETTINGS = ("ctx", "config_file", "nproc")
 
 def build_config(ctx: typer.Context, config_file: Path | None) -> TrainConfig:
     """Defaults < the --config file < the options given on the command line; a resumed run
-    starts from its own config.json instead and refuses options that disagree with it."""
-    from vireid.train.config_file import read_config_file, resumed_settings
+    starts from its own config.json instead and refuses options that disagree with it. A
+    setting refused by its group's checks names the file it came from."""
+    from vireid.train.config_file import config_from, read_config_file, resumed_settings
 
     explicit = {FLAT_NAMES.get(name, name): _setting(name, value)
                 for name, value in ctx.params.items()
@@ -277,12 +303,17 @@ def build_config(ctx: typer.Context, config_file: Path | None) -> TrainConfig:
     from_file = read_config_file(config_file) if config_file else {}
     for run_only in ("out", "resume"):  # where and whether: this command's, never a file's
         from_file.pop(run_only, None)
+    origins = dict.fromkeys(from_file, config_file)
     values = {**from_file, **explicit}
-    if values.get("resume") and ctx.params.get("trial") != "all":  # all: one run per trial
-        values = resumed_settings(ctx.params["out"], values)
+    if values.get("resume"):
+        saved, values = resumed_settings(ctx.params["out"], values,
+                                         job=ctx.params.get("trial") == "all")
+        origins.update(dict.fromkeys(saved, Path(ctx.params["out"]) / "config.json"))
+    for name in explicit:
+        origins.pop(name, None)
     if not values.get("shards"):
         raise VireidError("--shards", "missing (give it, or a --config file that has it)")
-    return TrainConfig.with_recipe(values.pop("recipe", Recipe.VIREID), **values)
+    return config_from(values, origins)
 
 
 def _given(ctx: typer.Context, name: str) -> bool:
@@ -318,7 +349,8 @@ def train_all(config) -> None:
 
 def launch_torchrun(nproc: int, arguments: list[str]) -> None:
     """Re-launch this command on ``nproc`` local processes with PyTorch's torchrun."""
-    from torch.distributed.run import main as torchrun
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
 
     rest, skip = [], False
     for argument in arguments:
@@ -328,7 +360,20 @@ def launch_torchrun(nproc: int, arguments: list[str]) -> None:
             skip = True
         elif not argument.startswith("--nproc="):
             rest.append(argument)
-    torchrun(["--standalone", f"--nproc_per_node={nproc}", "-m", "vireid.cli.train", *rest])
+    args = parse_args(["--standalone", f"--nproc_per_node={nproc}", "-m", "vireid.cli.train",
+                       *rest])
+    # a failed process has said why in one line; torchrun's own report of it (a traceback
+    # and a summary per process) would bury that line
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    try:
+        run(args)
+    except ChildFailedError as error:
+        _, failure = error.get_first_failure()
+        code = failure.exitcode
+        if code < 0:
+            stderr.print(f"error: a training process was killed by signal {-code}",
+                         markup=False, highlight=False)
+        raise typer.Exit(code if code > 0 else 1) from None
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from vireid.choices import Cache, CpuAugment, DecodeOn, SamplerOrder, Views
 from vireid.errors import VireidError
+from vireid.fields import check_fields, setting
 from vireid.loader.augment import ERASE_P
 
 
@@ -17,16 +18,20 @@ from vireid.loader.augment import ERASE_P
 class Sampling:
     """What each step draws: P identities × K images per modality from a training view."""
 
-    batch_ids: int = 8  # P (the original's --batch-size)
-    num_pos: int = 4  # K
-    seed: int = 0
+    batch_ids: int = setting(8, min=1)  # P (the original's --batch-size)
+    num_pos: int = setting(4, min=1)  # K
+    seed: int = setting(0, min=0, max=2**32 - 1)  # numpy's and torch's seed range
     replace: bool = True  # K images drawn with replacement, as the original
-    order: SamplerOrder = SamplerOrder.EPOCH
-    trial: int | None = None  # the training view of datasets trained per trial (RegDB)
+    order: SamplerOrder = setting(SamplerOrder.EPOCH, flat="sampler")
+    # the training view of datasets trained per trial (RegDB)
+    trial: int | None = setting(None, min=1)
     # random erasing probability (0: none, as the code behind the published SYSU and RegDB
     # AGW numbers; 0.5: the AGW recipe vireid follows)
-    erase_prob: float = ERASE_P
+    erase_prob: float = setting(ERASE_P, min=0.0, max=1.0)
     views: Views | None = None  # None: Views.SINGLE (a training run: its method's views)
+
+    def __post_init__(self):
+        check_fields(self)
 
 
 @dataclass(frozen=True)

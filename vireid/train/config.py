@@ -8,7 +8,6 @@ back (names as the command-line options, e.g. ``eval_every`` for ``evaluation.ev
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field, fields
 from enum import Enum
 
@@ -24,22 +23,32 @@ from vireid.choices import (
     Recipe,
     SamplerOrder,
     Triplet,
-    Views,
 )
 from vireid.errors import VireidError
+from vireid.fields import check_fields, flat_name, setting
 from vireid.loader.settings import EVAL_BATCH_SIZE, Backend, DecoderOptions, Sampling
+
+FLOAT32_MAX = 3.4e38  # (rounded down) the largest learning rate a float32 step can take
 
 
 @dataclass(frozen=True)
 class Optimisation:
     """SGD and the schedule (the original's values)."""
 
-    epochs: int | None = None  # None: the method's default (AGW: 81)
-    lr: float = 0.1  # BNNeck and classifier; the rest of the network uses 0.1 × lr
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    warmup_epochs: int = 10
-    milestones: tuple[int, int] = (20, 50)  # the learning rate drops 10× at each
+    epochs: int | None = setting(None, min=1)  # None: the method's default (AGW: 81)
+    # BNNeck and classifier; the rest of the network uses 0.1 × lr
+    lr: float = setting(0.1, above=0.0, max=FLOAT32_MAX)  # SGD steps in float32
+    momentum: float = setting(0.9, min=0.0)
+    weight_decay: float = setting(5e-4, min=0.0)
+    warmup_epochs: int = setting(10, min=0)
+    # the learning rate drops 10× at each (two increasing epochs)
+    milestones: tuple[int, int] = setting((20, 50), min=0)
+
+    def __post_init__(self):
+        check_fields(self)
+        if list(self.milestones) != sorted(set(self.milestones)):
+            raise VireidError("milestones", f"must increase (got "
+                              f"{' '.join(map(str, self.milestones))})")
 
 
 @dataclass(frozen=True)
@@ -47,28 +56,43 @@ class ModelSettings:
     method: Method = Method.AGW
     arch: Arch = Arch.RESNET50
     pretrained: str = "torchvision"  # "torchvision", "none" or the PATH of a state dict
-    init: str | None = None  # start from this checkpoint's weights (vireid's or the original's)
+    # start from this checkpoint's weights (vireid's or the original's); a new run's only
+    init: str | None = None
     triplet: Triplet | None = None  # the metric loss; None: the method's (caj: adp)
+
+    def __post_init__(self):
+        check_fields(self)
 
 
 @dataclass(frozen=True)
 class LoaderSettings:
     """Which loader, and how the DALI loader works (its device comes from the run)."""
 
-    kind: LoaderKind = LoaderKind.DALI
+    kind: LoaderKind = setting(LoaderKind.DALI, flat="loader")
     cpu_augment: CpuAugment = Backend.cpu_augment
-    num_threads: int | None = Backend.num_threads
-    prefetch: int = Backend.prefetch
+    num_threads: int | None = setting(Backend.num_threads, min=1, max=1024)
+    prefetch: int = setting(Backend.prefetch, min=1, max=64)
     cache: Cache = Backend.cache
     # a CUDA run's decoding (``DecoderOptions``: defaults from DALI's documentation, not yet
     # measured; ``python -m benchmarks.decoder`` sweeps them on a GPU)
     decode_on: DecodeOn = DecoderOptions.on
-    hw_decoder_load: float = DecoderOptions.hw_decoder_load
-    preallocate_width_hint: int = DecoderOptions.preallocate_width_hint
-    preallocate_height_hint: int = DecoderOptions.preallocate_height_hint
-    device_memory_padding: int = DecoderOptions.device_memory_padding
-    host_memory_padding: int = DecoderOptions.host_memory_padding
-    hybrid_huffman_threshold: int = DecoderOptions.hybrid_huffman_threshold
+    hw_decoder_load: float = setting(DecoderOptions.hw_decoder_load, min=0.0, max=1.0)
+    preallocate_width_hint: int = setting(DecoderOptions.preallocate_width_hint, min=0,
+                                          max=65535)
+    preallocate_height_hint: int = setting(DecoderOptions.preallocate_height_hint, min=0,
+                                           max=65535)
+    device_memory_padding: int = setting(DecoderOptions.device_memory_padding, min=0,
+                                         max=2**31)
+    host_memory_padding: int = setting(DecoderOptions.host_memory_padding, min=0, max=2**31)
+    hybrid_huffman_threshold: int = setting(DecoderOptions.hybrid_huffman_threshold, min=0,
+                                            max=2**31)
+
+    def __post_init__(self):
+        check_fields(self)
+        if self.kind == LoaderKind.REFERENCE and self.cache != Cache.NONE:
+            raise VireidError("cache", f"{self.cache}: the reference loader decodes every "
+                              "step with PIL and keeps nothing; use the dali loader or cache "
+                              "none")
 
     def backend(self, device: str, device_id: int, num_threads: int | None,
                 local_processes: int = 1) -> Backend:
@@ -88,14 +112,20 @@ class LoaderSettings:
 
 @dataclass(frozen=True)
 class Evaluation:
-    every: int = 2  # evaluate every N epochs (see ``original_schedule``)
-    protocol: str | None = None  # None: the dataset's default protocol
-    batch_size: int = EVAL_BATCH_SIZE
+    every: int = setting(2, min=1, flat="eval_every")  # every N epochs (see original_schedule)
+    # None: the dataset's default protocol
+    protocol: str | None = setting(None, flat="eval_protocol")
+    batch_size: int = setting(EVAL_BATCH_SIZE, min=1, max=4096, flat="eval_batch_size")
     # False: after epochs N, 2N, … counted from 1, and after the last. True, as the original's
     # training script: after 0-based epochs N, 2N, … (2, 4, …, 80), not after epoch 0.
-    original_schedule: bool = False
-    first_trial_only: bool = False  # score gallery trial 0 only, as the original's script
-    flip: bool | None = None  # average with the mirrored image's features; None: the method's
+    original_schedule: bool = setting(False, flat="eval_original_schedule")
+    # score gallery trial 0 only, as the original's script
+    first_trial_only: bool = setting(False, flat="eval_first_trial_only")
+    # average with the mirrored image's features; None: the method's
+    flip: bool | None = setting(None, flat="eval_flip")
+
+    def __post_init__(self):
+        check_fields(self)
 
     def due(self, epoch: int, epochs: int) -> bool:
         """Whether to evaluate after 0-based ``epoch`` of ``epochs``."""
@@ -116,20 +146,14 @@ class RunSettings:
     compile: bool = False
     deterministic: bool = False  # deterministic CUDA kernels, no cuDNN autotuning
     sync_bn: bool = False
-    log_every: int = 10
-    max_steps: int | None = None  # cut every epoch short (smoke runs and tests)
+    log_every: int = setting(10, min=1)
+    max_steps: int | None = setting(None, min=1)  # cut every epoch short (smoke runs, tests)
     resume: bool = False
     verify: bool = True  # the shards' sha256 against the manifest before training
     recipe: Recipe = Recipe.VIREID  # recorded; its settings are applied by ``with_recipe``
 
-
-# flat names (config.json, command-line options) that differ from the group's field name
-RENAMED = {"sampler": ("sampling", "order"), "eval_every": ("evaluation", "every"),
-           "eval_original_schedule": ("evaluation", "original_schedule"),
-           "eval_first_trial_only": ("evaluation", "first_trial_only"),
-           "eval_protocol": ("evaluation", "protocol"),
-           "eval_batch_size": ("evaluation", "batch_size"), "loader": ("loader", "kind"),
-           "eval_flip": ("evaluation", "flip")}
+    def __post_init__(self):
+        check_fields(self)
 
 
 @dataclass(frozen=True)
@@ -155,9 +179,10 @@ class TrainConfig:
         ``weights_only`` loads read it."""
         values = {}
         for group in GROUPS:
-            for name, value in dataclasses.asdict(getattr(self, group)).items():
-                values[_flat_name(group, name)] = value.value if isinstance(value, Enum) \
-                    else value
+            settings = getattr(self, group)
+            for item in fields(settings):
+                value = getattr(settings, item.name)
+                values[flat_name(item)] = value.value if isinstance(value, Enum) else value
         values["milestones"] = list(self.optimisation.milestones)
         values["epochs"] = self.epochs
         return values
@@ -166,13 +191,12 @@ class TrainConfig:
     def from_flat(cls, **values) -> TrainConfig:
         """Build from flat names; an unknown name is an error, missing ones keep defaults."""
         grouped: dict[str, dict] = {group: {} for group in GROUPS}
-        known = {_flat_name(g, f.name): (g, f.name) for g in GROUPS
-                 for f in fields(GROUPS[g])}
+        known = {flat_name(f): (g, f.name) for g in GROUPS for f in fields(GROUPS[g])}
         for name, value in values.items():
             if name not in known:
                 raise VireidError("configuration", f"unknown setting {name!r}")
             group, attribute = known[name]
-            grouped[group][attribute] = _typed(group, attribute, name, value)
+            grouped[group][attribute] = value
         return cls(**{g: GROUPS[g](**v) for g, v in grouped.items() if v or g != "run"})
 
     @classmethod
@@ -205,24 +229,3 @@ RECIPES = {
 GROUPS = {"run": RunSettings, "sampling": Sampling, "optimisation": Optimisation,
           "model": ModelSettings, "loader": LoaderSettings, "evaluation": Evaluation}
 
-
-# choices whose default is None ("the method's"): their Enum, which the default cannot tell
-OPTIONAL_CHOICES = {("sampling", "views"): Views.SINGLE, ("model", "triplet"): Triplet.WRT}
-
-
-def _typed(group: str, attribute: str, name: str, value):
-    """``value`` as the field holds it: a choice as its Enum, milestones as a tuple."""
-    default = next(f.default for f in fields(GROUPS[group]) if f.name == attribute)
-    default = OPTIONAL_CHOICES.get((group, attribute), default)
-    if isinstance(default, Enum) and value is not None:
-        try:
-            return type(default)(value)
-        except ValueError:
-            choices = ", ".join(member.value for member in type(default))
-            raise VireidError("configuration", f"{name}: {value!r} is not one of "
-                              f"{choices}") from None
-    return tuple(value) if attribute == "milestones" else value
-
-
-def _flat_name(group: str, name: str) -> str:
-    return next((flat for flat, target in RENAMED.items() if target == (group, name)), name)

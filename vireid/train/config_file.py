@@ -18,6 +18,7 @@ from pathlib import Path
 
 import tomllib
 
+from vireid.choices import Recipe
 from vireid.errors import VireidError
 from vireid.train.config import TrainConfig
 from vireid.train.run_folder import checkpoint_path
@@ -39,15 +40,21 @@ RESUME_MAY_CHANGE = frozenset({"out", "resume", "epochs", "device", "num_threads
 def read_config_file(path) -> dict:
     """Flat settings from a JSON or TOML file; unknown names are a one-line error."""
     path = Path(path)
+    kind = "TOML" if path.suffix == ".toml" else "JSON"
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise VireidError(path, f"cannot read ({error.strerror or error})") from None
+    except UnicodeDecodeError as error:
+        raise VireidError(path, f"not a {kind} settings file (not UTF-8 text: byte "
+                          f"{error.start})") from None
     try:
-        values = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+        values = tomllib.loads(text) if kind == "TOML" else json.loads(text)
     except (ValueError, tomllib.TOMLDecodeError) as error:
-        raise VireidError(path, f"not a {'TOML' if path.suffix == '.toml' else 'JSON'} "
-                          f"settings file ({str(error).splitlines()[0][:100]})") from None
+        raise VireidError(path, f"not a {kind} settings file "
+                          f"({str(error).splitlines()[0][:100]})") from None
+    except RecursionError:
+        raise VireidError(path, f"not a {kind} settings file (nested too deeply)") from None
     if not isinstance(values, dict):
         raise VireidError(path, "must hold a table of settings")
     known = set(TrainConfig.from_flat(shards="", out="").to_dict())
@@ -58,12 +65,14 @@ def read_config_file(path) -> dict:
     return values
 
 
-def resumed_settings(out, explicit: dict) -> dict:
-    """The run's own settings with the explicitly given ones, refusing a disagreement."""
+def resumed_settings(out, explicit: dict, job: bool = False) -> tuple[dict, dict]:
+    """The run's own settings (``OUT/config.json``), and those merged with the explicitly
+    given ones, refusing a disagreement. ``job``: a ``--trial all`` job folder, whose
+    config.json holds the settings every trial shares."""
     saved_path = Path(out) / "config.json"
     if not saved_path.is_file():
-        if checkpoint_path(out).is_file():
-            return explicit  # a run folder from before config files: the checkpoint decides
+        if checkpoint_path(out).is_file() or (job and any(Path(out).glob("trial-*"))):
+            return {}, explicit  # a folder from before config files: the checkpoints decide
         raise VireidError(checkpoint_path(out), "nothing to resume (no checkpoint)")
     saved = read_config_file(saved_path)
     for name, value in explicit.items():
@@ -73,7 +82,20 @@ def resumed_settings(out, explicit: dict) -> dict:
             raise VireidError(saved_path, f"the run has {name}={saved[name]!r}; a resumed run "
                               f"keeps its settings, so {name}={_plain(value)!r} is refused "
                               "(start a new run to change it)")
-    return {**saved, **explicit, "resume": True}
+    return saved, {**saved, **explicit, "resume": True}
+
+
+def config_from(values: dict, origins: dict) -> TrainConfig:
+    """``TrainConfig`` from flat ``values`` (with their ``recipe``); a refused setting that
+    came from a file (``origins``: name → path) names that file first."""
+    values = dict(values)
+    try:
+        return TrainConfig.with_recipe(values.pop("recipe", Recipe.VIREID), **values)
+    except VireidError as error:
+        source = origins.get(error.where)
+        if source is None:
+            raise
+        raise VireidError(source, f"{error.where}: {error.problem}") from None
 
 
 def _plain(value):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from vireid.errors import VireidError
 from vireid.train.device import cuda_index
 
 
@@ -88,3 +89,11 @@ def wrap_model(model, env: DistEnv, device: torch.device, sync_bn: bool):
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     ids = [device.index] if device.type == "cuda" else None
     return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
+def check_split(batch_ids: int, world_size: int) -> None:
+    """Each process trains on an equal share of a step's P identities."""
+    if batch_ids % world_size:
+        raise VireidError("--nproc", f"{world_size} processes cannot share P = {batch_ids} "
+                          "identities per step: --batch-ids must be a multiple of the number "
+                          "of processes")

@@ -12,7 +12,7 @@ from vireid.train.best import BestOnTest
 from vireid.train.checkpoint import rng_state, save_checkpoint
 from vireid.train.device import PRECISIONS
 from vireid.train.distributed import barrier, broadcast_buffers
-from vireid.train.engine import train_one_epoch
+from vireid.train.engine import NonFiniteLoss, train_one_epoch
 from vireid.train.evaluation import summary_rows
 from vireid.train.methods import get_method
 from vireid.train.preflight import ManifestWatch
@@ -45,6 +45,16 @@ def plain(model):
     """The module behind DDP / torch.compile wrappers (for state dicts)."""
     model = getattr(model, "module", model)
     return getattr(model, "_orig_mod", model)
+
+
+def check_finite_weights(model: torch.nn.Module, epoch: int) -> None:
+    """Refuse to keep (checkpoint, evaluate, select as best) weights that are NaN or
+    infinite: the loss of the epoch's last step can be finite while its update is not."""
+    for name, tensor in (*model.named_parameters(), *model.named_buffers()):
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise NonFiniteLoss(f"epoch {epoch + 1}", f"the weights became NaN or infinite "
+                                f"({name}); stopping, the last checkpoint is kept. Try a lower "
+                                "learning rate or float32 (amp off)")
 
 
 class EpochLoop:
@@ -88,6 +98,7 @@ class EpochLoop:
                                 max_steps=run.max_steps, on_log=self.reporter.log)
         parts.scheduler.step()
         parts.loader.seek(epoch + 1, 0)
+        check_finite_weights(plain(parts.model), epoch)  # every rank: the same weights
         if self.env.is_main:
             self._save(epoch)
             self.log.epoch({"epoch": epoch, **stats})

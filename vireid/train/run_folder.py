@@ -1,7 +1,10 @@
 """The run folder (``--out``): what may be used as one, and one run at a time in it.
 
 A new run needs a folder that does not exist yet, an empty one, or a run folder whose run
-never wrote a checkpoint; a folder holding anything else (the user's own files) is refused.
+never wrote a checkpoint (a run takes its ``.lock`` before it writes anything, so a folder
+without one is not a run folder); a folder holding anything else (the user's own files, even
+ones named ``config.json`` or ``metrics.jsonl``) is refused, and so is a folder that is, holds
+or lies inside what the run reads (``check_apart``).
 While a run is alive it holds an exclusive ``flock`` on ``RUN/.lock``: the operating system
 releases it when the process ends, however it ends, so a lock file left by a dead process
 never blocks the next run.
@@ -38,11 +41,31 @@ def check_out_dir(out: Path, resume: bool) -> None:
     if checkpoint_path(out).is_file():
         raise VireidError(out, "already holds a run (resume it, or choose another run "
                           "folder)")
-    foreign = sorted(p.name for p in out.iterdir() if p.name not in RUN_ENTRIES) \
-        if out.is_dir() else []
-    if foreign:
-        raise VireidError(out, f"is not a run folder (it holds {', '.join(foreign[:3])}"
-                          f"{', …' if len(foreign) > 3 else ''}): choose a new or empty run folder")
+    held = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    foreign = [name for name in held if name not in RUN_ENTRIES]
+    if foreign or (held and ".lock" not in held):  # a run takes its lock before writing
+        shown = foreign or held
+        raise VireidError(out, f"is not a run folder (it holds {', '.join(shown[:3])}"
+                          f"{', …' if len(shown) > 3 else ''}): choose a new or empty run folder")
+
+
+def check_apart(out: Path, inputs: dict) -> None:
+    """``out``, a folder this command writes, neither is, nor lies inside, nor holds any of
+    ``inputs`` ({what: path}; None skipped), however the paths are spelled (symlinks, ``..``):
+    an output never replaces what the same command reads."""
+    target = Path(os.path.realpath(out))
+    for what, path in inputs.items():
+        if path is None:
+            continue
+        source = Path(os.path.realpath(path))
+        if target == source:
+            raise VireidError(out, f"is the {what} this command reads; choose another folder")
+        if source in target.parents:
+            raise VireidError(out, f"lies inside the {what} ({path}) this command reads; "
+                              "choose a folder outside it")
+        if target in source.parents:
+            raise VireidError(out, f"holds the {what} ({path}) this command reads; choose "
+                              "another folder")
 
 
 def check_writable_target(path: Path) -> None:

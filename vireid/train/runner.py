@@ -14,7 +14,6 @@ from pathlib import Path
 
 import torch
 
-from vireid.choices import Cache, LoaderKind
 from vireid.errors import VireidError
 from vireid.loader import make_train_loader
 from vireid.loader.source import ShardBytes
@@ -29,14 +28,20 @@ from vireid.train.device import (
     resume_precision,
     run_device,
 )
-from vireid.train.distributed import DistEnv, init_distributed, shutdown, wrap_model
+from vireid.train.distributed import (
+    DistEnv,
+    check_split,
+    init_distributed,
+    shutdown,
+    wrap_model,
+)
 from vireid.train.evaluation import RunEvaluation
 from vireid.train.imported import init_weights
 from vireid.train.loop import EpochLoop, RunParts, RunResult, plain
 from vireid.train.methods import get_method
 from vireid.train.preflight import DataIdentity, check_data, check_same_data
 from vireid.train.reporting import Reporter
-from vireid.train.run_folder import RunLock, check_out_dir, checkpoint_path
+from vireid.train.run_folder import RunLock, check_apart, check_out_dir, checkpoint_path
 from vireid.train.schedule import Schedule, make_optimizer, make_scheduler
 
 log = logging.getLogger(__name__)
@@ -51,15 +56,13 @@ def run_training(config: TrainConfig, reporter: Reporter | None = None) -> RunRe
     the run folder's lock for the whole run.
     """
     run = config.run
-    if config.loader.kind == LoaderKind.REFERENCE and config.loader.cache != Cache.NONE:
-        raise VireidError("--cache", f"{config.loader.cache}: the reference loader decodes "
-                          "every step with PIL and keeps nothing; use --loader dali or "
-                          "--cache none")
     device_type = resolve_device(run.device)
     env = init_distributed(device_type)
     try:
+        check_split(config.sampling.batch_ids, env.world_size)
         out = Path(run.out)
         check_out_dir(out, run.resume)
+        check_apart(out, _inputs(config))
         device = run_device(device_type, env.local_rank)
         identity = check_data(config, verify=run.verify and env.is_main)
         with RunLock(out) if env.is_main else contextlib.nullcontext():
@@ -69,14 +72,22 @@ def run_training(config: TrainConfig, reporter: Reporter | None = None) -> RunRe
         shutdown()
 
 
+def _inputs(config: TrainConfig) -> dict:
+    """What the run reads, which its folder must keep apart from (``check_apart``)."""
+    model = config.model
+    inputs = {"shard folder": config.run.shards}
+    if not config.run.resume:  # a resumed run reads neither: its checkpoint holds the weights
+        inputs["--init checkpoint"] = model.init
+        if model.pretrained not in ("torchvision", "none"):
+            inputs["--pretrained file"] = model.pretrained
+    return inputs
+
+
 def _run(config: TrainConfig, env: DistEnv, reporter: Reporter, device: torch.device,
          identity: DataIdentity) -> RunResult:
     run = config.run
     if device.type == "cuda":
         configure_cuda(run.deterministic)
-    if run.resume and config.model.init:
-        raise VireidError(config.model.init, "a resumed run continues from its own checkpoint; "
-                          "initial weights are for a new run")
     saved = load_checkpoint(checkpoint_path(run.out)) if run.resume else None
     if saved:
         _check_resumable(config, saved, identity)
@@ -147,9 +158,11 @@ def _build(config: TrainConfig, loader, device: torch.device, amp_dtype,
            env: DistEnv) -> RunParts:
     run, optimisation = config.run, config.optimisation
     method = get_method(config.model.method)
+    # a resumed run's weights come from its checkpoint: ImageNet and --init weights (the
+    # start's, recorded in config.json) are not read again
     model = method.build_model(loader.num_classes, config.model.arch,
-                               pretrained=config.model.pretrained)
-    if config.model.init:
+                               pretrained="none" if run.resume else config.model.pretrained)
+    if config.model.init and not run.resume:
         init_weights(model, config.model.init)
     model = model.to(device)
     if run.channels_last:

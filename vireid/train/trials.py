@@ -9,6 +9,7 @@ own model, in every direction, and averages the trials, as RegDB's published num
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 from vireid.errors import VireidError
 from vireid.shards.manifest import load_manifest
 from vireid.train.checkpoint import load_checkpoint
-from vireid.train.run_folder import checkpoint_path
+from vireid.train.run_folder import check_apart, check_writable_target, checkpoint_path
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +36,16 @@ def per_trial(shards) -> list[int]:
 
 
 def train_every_trial(config, train: Callable, say: Callable[[str], None] = log.info) -> dict:
-    """``train(config)`` for each trial into its own folder; returns {trial: result}."""
+    """``train(config)`` for each trial into its own folder; returns {trial: result}.
+
+    A new job needs a new or empty ``OUT`` and records its settings in ``OUT/config.json``
+    first, so that ``--resume`` compares the job's settings as a single run does (every
+    trial trains with the same recipe)."""
+    trials = per_trial(config.run.shards)
+    if not config.run.resume:
+        start_job(Path(config.run.out), config)
     results = {}
-    for trial in per_trial(config.run.shards):
+    for trial in trials:
         out = trial_folder(config.run.out, trial)
         resume = config.run.resume and checkpoint_path(out).is_file()
         if resume and _finished(out, config.epochs):
@@ -46,6 +54,25 @@ def train_every_trial(config, train: Callable, say: Callable[[str], None] = log.
         say(f"trial {trial}: {'resuming' if resume else 'training'} into {out}")
         results[trial] = train(_for_trial(config, trial, out, resume))
     return results
+
+
+def start_job(out: Path, config) -> None:
+    """A new ``--trial all`` job in ``out`` (new or empty): its ``config.json``."""
+    check_writable_target(out)
+    check_apart(out, {"shard folder": config.run.shards})
+    if out.exists() and not out.is_dir():
+        raise VireidError(out, "is a file, not a folder for a `--trial all` job")
+    if out.is_dir() and any(out.iterdir()):
+        held = "holds a `--trial all` job (resume it with --resume)" \
+            if (out / "config.json").is_file() else "is not empty"
+        raise VireidError(out, f"{held}: a new job needs a new or empty folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        partial = out / "config.json.partial"
+        partial.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+        partial.replace(out / "config.json")
+    except OSError as error:
+        raise VireidError(out, f"cannot write ({error.strerror or error})") from None
 
 
 def _for_trial(config, trial: int, out: Path, resume: bool):

@@ -1,0 +1,149 @@
+"""Settings as typed dataclass fields that check themselves.
+
+A setting is declared once, as a field made by ``setting()``: its default, its bounds and the
+name it has in flat form (``RUN/config.json``, a ``--config`` file and the command line) where
+that differs from the field's. ``check_fields(self)`` in a group's ``__post_init__`` then
+holds every way in to the same rules (the CLI, a config file, a resumed run's config.json, a
+library caller): a value of the wrong type or outside its bounds is a one-line error naming
+the setting, and a choice given as its word becomes its Enum.
+
+Example::
+
+    @dataclass(frozen=True)
+    class Evaluation:
+        every: int = setting(2, min=1, flat="eval_every")
+
+        def __post_init__(self):
+            check_fields(self)
+
+    Evaluation(every=0)  # VireidError: "eval_every: 0 is less than 1"
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import os
+import types
+import typing
+from enum import Enum
+from typing import Any
+
+from vireid.errors import VireidError
+
+
+def setting(default: Any = dataclasses.MISSING, *, min: float | None = None,
+            max: float | None = None, above: float | None = None, flat: str | None = None,
+            default_factory: Any = dataclasses.MISSING) -> Any:
+    """A dataclass field with bounds (``min``/``max`` inclusive, ``above`` exclusive) and its
+    flat name (default: the field's name)."""
+    metadata = {"min": min, "max": max, "above": above, "flat": flat}
+    if default_factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=default_factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def flat_name(field: dataclasses.Field) -> str:
+    return field.metadata.get("flat") or field.name
+
+
+def limits(cls: type, name: str) -> dict:
+    """``{"min": …, "max": …}`` of field ``name`` (those set), e.g. for ``typer.Option``."""
+    field = next(f for f in dataclasses.fields(cls) if f.name == name)
+    return {key: field.metadata[key] for key in ("min", "max")
+            if field.metadata.get(key) is not None}
+
+
+def check_fields(instance) -> None:
+    """Check (and normalise: choices to Enums, sequences to tuples, ints to floats) every
+    field of the frozen dataclass ``instance`` against its type and bounds."""
+    hints = _hints(type(instance))
+    for field in dataclasses.fields(instance):
+        name = flat_name(field)
+        value = _typed(name, getattr(instance, field.name), hints[field.name])
+        _check_bounds(name, value, field.metadata)
+        object.__setattr__(instance, field.name, value)
+
+
+@functools.cache
+def _hints(cls: type) -> dict:
+    return typing.get_type_hints(cls)
+
+
+def _typed(name: str, value, hint):
+    """``value`` as ``hint`` holds it, or a one-line error."""
+    options = typing.get_args(hint) if _is_union(hint) else (hint,)
+    if value is None:
+        if type(None) in options:
+            return None
+        raise VireidError(name, "must be given (got nothing)")
+    errors = []
+    for option in (o for o in options if o is not type(None)):
+        try:
+            return _as(name, value, option)
+        except VireidError as error:
+            errors.append(error)
+    raise errors[0]
+
+
+def _is_union(hint) -> bool:
+    return typing.get_origin(hint) in (typing.Union, types.UnionType)
+
+
+def _as(name: str, value, kind):
+    if isinstance(kind, type) and issubclass(kind, Enum):
+        if isinstance(value, kind):
+            return value
+        try:
+            return kind(value)
+        except (ValueError, TypeError):
+            choices = ", ".join(str(member.value) for member in kind)
+            raise VireidError(name, f"{value!r} is not one of {choices}") from None
+    if typing.get_origin(kind) is tuple:
+        return _as_tuple(name, value, typing.get_args(kind))
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        raise VireidError(name, f"{value!r} is not true or false")
+    if kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise VireidError(name, f"{value!r} is not a whole number")
+    if kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise VireidError(name, f"{value!r} is not a finite number")
+            return float(value)
+        raise VireidError(name, f"{value!r} is not a number")
+    if kind is str:
+        if isinstance(value, (str, os.PathLike)):
+            return os.fspath(value)
+        raise VireidError(name, f"{value!r} is not text")
+    return value
+
+
+def _as_tuple(name: str, value, items: tuple) -> tuple:
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        raise VireidError(name, f"{value!r} is not a list of {len(items)} values")
+    if len(value) != len(items):
+        raise VireidError(name, f"needs {len(items)} values (got {len(value)})")
+    return tuple(_as(name, v, kind) for v, kind in zip(value, items, strict=True))
+
+
+def _check_bounds(name: str, value, metadata) -> None:
+    values = value if isinstance(value, tuple) else (value,)
+    low, high, above = metadata.get("min"), metadata.get("max"), metadata.get("above")
+    for number in values:
+        if not isinstance(number, (int, float)) or isinstance(number, bool):
+            continue
+        if low is not None and number < low:
+            raise VireidError(name, f"{_shown(number)} is less than {_shown(low)}")
+        if high is not None and number > high:
+            raise VireidError(name, f"{_shown(number)} is more than {_shown(high)}")
+        if above is not None and not number > above:
+            raise VireidError(name, f"{_shown(number)} must be greater than {_shown(above)}")
+
+
+def _shown(number: float) -> str:
+    return f"{number:g}" if isinstance(number, float) else str(number)
