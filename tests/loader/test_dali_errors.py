@@ -8,7 +8,8 @@ import pytest
 
 from tests.loaders import eval_loader, train_loader
 from vireid.errors import VireidError
-from vireid.loader.dali_errors import explain, parse_failure
+from vireid.loader import dali_errors
+from vireid.loader.dali_errors import explain, parse_failure, stop_pipeline
 from vireid.loader.dali_pipes import eval_pipeline
 from vireid.loader.handoff import run_pipeline
 from vireid.loader.source import ShardBytes
@@ -100,3 +101,38 @@ def test_damaged_images_in_evaluation_name_the_tar_and_key(shard_dir, copy_shard
     loader = eval_loader("dali", shards, np.arange(10), batch_size=4)
     with pytest.raises(VireidError, match=rf"\.tar: image \S+ {message}.*verify --deep"):
         list(loader)
+
+
+def test_the_failed_pipeline_is_stopped_before_its_batch_is_decoded_again(
+        shard_dir, copy_shards, monkeypatch):
+    """DALI's threads may still be decoding prefetched batches of damaged images: they are
+    stopped before PIL decodes the suspects for the message."""
+    shards = copy_shards(shard_dir("sysu", "jpeg", **SMALL))
+    damage_bodies(shards, 30, b"\x13" * 300)
+    events = []
+
+    class Pipe:
+        def _shutdown(self):
+            events.append("stopped")
+
+    decode = dali_errors.decode_problem
+    monkeypatch.setattr(dali_errors, "decode_problem",
+                        lambda data: events.append("decoded") or decode(data))
+    error = explain(dali_message("CPU", "decoders.image", "nvImageCodec failure: '#3'"),
+                    ShardBytes(shards), [0, 1], "here", pipe=Pipe())
+    assert events == ["stopped", "decoded"] and "cannot be decoded" in str(error)
+
+
+def test_stop_pipeline_stops_a_real_pipeline(shard_dir):
+    """``stop_pipeline`` relies on DALI's private ``_shutdown``: this fails if DALI renames it
+    (the stop would silently do nothing)."""
+    source = ShardBytes(shard_dir("sysu", "raw", **SMALL))
+    pipe = eval_pipeline(lambda info: [source.read(0).reshape(64, 32, 3)] * 2, batch_size=2,
+                         encoding=Encoding.RAW, stored=(64, 32), size=(64, 32), device="cpu",
+                         device_id=0, num_threads=1)
+    pipe.build()
+    run_pipeline(pipe, "cpu")
+    stop_pipeline(pipe)
+    assert pipe._pipe is None  # DALI's handle of the C++ pipeline: released
+    stop_pipeline(pipe)  # a second stop, and no pipeline at all, do nothing
+    stop_pipeline(None)

@@ -6,6 +6,9 @@ A decoder's failure is traced to its sample by decoding the batch's candidates o
 (PIL): only an image that fails there too is blamed on the shards, with the tar, the key and
 the command that checks them. Anything else (out of memory, an unsupported type, an nvJPEG
 error on a valid image) is DALI's own reason in one line.
+
+The failed pipeline is stopped first (``stop_pipeline``): its threads may still be decoding
+the batches it prefetched, and must not run on while the batch is decoded again with PIL.
 """
 
 from __future__ import annotations
@@ -52,9 +55,21 @@ def parse_failure(error: BaseException) -> DaliFailure:
                        match.group(1).upper() if match else None, reason)
 
 
-def explain(error: BaseException, source, suspects, where) -> VireidError:
+def stop_pipeline(pipe) -> None:
+    """Stop ``pipe``'s threads and free what it holds, now rather than when the garbage
+    collector gets to it; ``None`` (no pipeline) is a no-op, and so is a second call.
+    DALI 2.4 has no public call for this: ``_shutdown`` is what its own ``__del__`` and
+    exit hook run."""
+    shutdown = getattr(pipe, "_shutdown", None)
+    if shutdown is not None:
+        shutdown()
+
+
+def explain(error: BaseException, source, suspects, where, pipe=None) -> VireidError:
     """DALI's ``error`` as a VireidError: a damaged image among ``suspects`` (global sample
-    numbers) named with its shard, else DALI's reason at ``where``."""
+    numbers) named with its shard, else DALI's reason at ``where``. ``pipe``, the pipeline
+    that failed, is stopped before anything is decoded again."""
+    stop_pipeline(pipe)
     failure = parse_failure(error)
     if failure.decoding and source.manifest.encoding.value != "raw":
         for sample in dict.fromkeys(int(s) for s in suspects):

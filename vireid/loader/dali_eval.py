@@ -1,8 +1,9 @@
 """DALI evaluation batches: every requested test image once, in storage order.
 
 The bytes come from the shards through ``external_source`` like the training batches (one
-positional read per image, checked against the encoding's signature before DALI sees them),
-so a damaged shard is one line naming the tar and the key, and nothing is written anywhere.
+positional read per image, checked to start and end like a whole image before DALI sees
+them), so a damaged shard is one line naming the tar and the key, and nothing is written
+anywhere.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vireid.loader.dali_errors import explain
+from vireid.errors import VireidError
+from vireid.loader.dali_errors import explain, stop_pipeline
 from vireid.loader.dali_pipes import eval_pipeline, import_dali
 from vireid.loader.handoff import run_pipeline, to_torch
 from vireid.loader.plan import eval_share
@@ -74,10 +76,14 @@ class EvalLoader(UsesShards):
         while iteration < len(self):
             try:
                 (images,) = run_pipeline(self._pipe, self.device)
-            except (RuntimeError, StopIteration) as error:
+            except VireidError:  # the bytes' check named a damaged image
                 self.close()
-                raise explain(error, self.source, self._callback.batch(iteration),
-                              self.source.directory) from None
+                raise
+            except (RuntimeError, StopIteration) as error:
+                failure = explain(error, self.source, self._callback.batch(iteration),
+                                  self.source.directory, pipe=self._pipe)
+                self.close()
+                raise failure from None
             images = to_torch(images).permute(0, 3, 1, 2)
             yield {"images": images, "samples": self._callback.batch(iteration)}
             iteration += 1
@@ -91,7 +97,8 @@ class EvalLoader(UsesShards):
             self._pipe.reset()
 
     def close(self) -> None:
-        """Release the pipeline and the shard files it opened (also done when iterating
-        fails)."""
+        """Stop and release the pipeline and the shard files it opened (also done when
+        iterating fails)."""
+        stop_pipeline(self._pipe)
         self._pipe = None
         super().close()

@@ -17,7 +17,7 @@ import numpy as np
 from vireid.choices import Cache, CpuAugment, Views
 from vireid.errors import VireidError
 from vireid.loader.augment import CAJ_ERASE_FILL, ERASE_FILL, PAD
-from vireid.loader.dali_errors import explain
+from vireid.loader.dali_errors import explain, stop_pipeline
 from vireid.loader.dali_pipes import decode_pipeline, import_dali, train_pipeline
 from vireid.loader.fused import FusedAugment, OutputBuffers, packed
 from vireid.loader.handoff import run_pipeline, to_torch
@@ -144,7 +144,8 @@ class TrainLoader(TrainLoaderBase):
         self._pipe = self._source = None
 
     def close(self) -> None:
-        """Release the pipeline, the kernel's threads and the shard files."""
+        """Stop and release the pipeline, the kernel's threads and the shard files."""
+        stop_pipeline(self._pipe)
         self._pipe = None
         if self._augment is not None:
             self._augment.close()
@@ -175,8 +176,8 @@ class TrainLoader(TrainLoaderBase):
             except StopIteration:
                 pipe.reset()  # ready for the next epoch
                 return
-            except RuntimeError as error:
-                raise self._failure(error) from None
+            except (RuntimeError, VireidError) as error:
+                raise self._failure(error, pipe) from None
             yield self.split(to_torch(images))
 
     def _pipeline(self, fused: bool):
@@ -195,15 +196,20 @@ class TrainLoader(TrainLoaderBase):
             try:
                 pipe.build()
             except RuntimeError as error:
-                raise self._failure(error) from None
+                raise self._failure(error, pipe) from None
             self._pipe = pipe
         return self._pipe
 
-    def _failure(self, error: RuntimeError) -> VireidError:
-        """DALI's error as one line; a damaged image among the recent steps is named."""
-        self._pipe = None  # a pipeline that failed cannot run again
+    def _failure(self, error: Exception, pipe) -> VireidError:
+        """DALI's error as one line, a damaged image among the recent steps named (the
+        bytes' check raises that line itself, from the callback); ``pipe`` is stopped and
+        dropped first: a pipeline that failed cannot run again."""
+        self._pipe = None
+        if isinstance(error, VireidError):
+            stop_pipeline(pipe)
+            return error
         suspects = np.concatenate(list(self._source.recent) or [np.zeros(0, np.int64)])
-        return explain(error, self.source, suspects, self.source.directory)
+        return explain(error, self.source, suspects, self.source.directory, pipe=pipe)
 
     def _fused_batches(self):
         """DALI decodes ahead on its threads while this thread augments the batch it got."""
@@ -214,8 +220,8 @@ class TrainLoader(TrainLoaderBase):
             except StopIteration:
                 pipe.reset()  # ready for the next epoch
                 return
-            except RuntimeError as error:
-                raise self._failure(error) from None
+            except (RuntimeError, VireidError) as error:
+                raise self._failure(error, pipe) from None
             pixels = self._dense(images, samples)
             out = self._buffers.take(pixels.shape)
             mix = np.asarray(mix[0].as_tensor()) if mix else None

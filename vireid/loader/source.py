@@ -17,8 +17,14 @@ from pathlib import Path
 import numpy as np
 
 from vireid.errors import VireidError
+from vireid.shards.encode import Encoding
 from vireid.shards.manifest import Manifest, load_manifest
 from vireid.shards.tario import parse_index, sha256_file, split_member
+
+# What every stored image ends with: the shard writer (Pillow) closes each JPEG with the
+# end-of-image marker and each PNG with the IEND chunk, so an image cut short lacks it.
+TRAILERS = {Encoding.JPEG: (b"\xff\xd9", "end-of-image marker"),
+            Encoding.PNG: (b"\0\0\0\0IEND\xaeB`\x82", "IEND chunk")}
 
 
 def open_source(shards) -> tuple[ShardBytes, bool]:
@@ -56,6 +62,36 @@ def decode_problem(data: bytes) -> str | None:
     except Exception as error:  # noqa: BLE001 - PIL raises many types for bad bytes
         return re.sub(r"\s*<[^>]*>", "", str(error)) or type(error).__name__
     return None
+
+
+def structure_problem(image: np.ndarray, encoding: Encoding) -> str | None:
+    """Why the stored bytes ``image`` are not a whole image of ``encoding`` (None when they
+    look whole), from their first and last bytes and, for PNG, the chunk lengths: a few
+    comparisons, no decoding. DALI's CPU decoder can crash the process on such bytes (a
+    destroyed JPEG header, a PNG cut short), so they must never reach it."""
+    signature = encoding.signature
+    if image[:len(signature)].tobytes() != signature:
+        return f"is not a {encoding.value.upper()}"
+    trailer, name = TRAILERS.get(encoding, (b"", ""))
+    if len(image) < len(signature) + len(trailer) or \
+            image[len(image) - len(trailer):].tobytes() != trailer:
+        return f"is truncated (no {name} at its end)"
+    if encoding is Encoding.PNG and not _png_chunks_fit(image):
+        return f"is truncated or damaged (its PNG chunks do not add up to its {len(image)} bytes)"
+    return None
+
+
+def _png_chunks_fit(image: np.ndarray) -> bool:
+    """The chunks (length, type, data, CRC) from the signature on end exactly where the
+    image does, with the IEND chunk: no chunk claims more bytes than there are."""
+    position, end = 8, len(image)
+    while position + 12 <= end:
+        length = int.from_bytes(image[position:position + 4], "big")
+        kind = image[position + 4:position + 8].tobytes()
+        position += 12 + length
+        if kind == b"IEND":
+            break
+    return position == end
 
 
 class ShardBytes:
@@ -104,15 +140,15 @@ class ShardBytes:
         return np.frombuffer(data, dtype=np.uint8)
 
     def read_images(self, samples) -> list[np.ndarray]:
-        """The stored bytes of ``samples``, each checked to start like an image of the
-        shard's encoding: DALI's CPU decoder can crash the process on bytes that are not an
-        image, so such bytes never reach it."""
-        signature = self.manifest.encoding.signature
+        """The stored bytes of ``samples``, each checked to start and end like a whole image
+        of the shard's encoding (``structure_problem``): DALI's CPU decoder can crash the
+        process on bytes that are not one, so such bytes never reach it."""
+        encoding = self.manifest.encoding
         data = [self.read(int(s)) for s in samples]
         for sample, image in zip(samples, data):
-            if image[:len(signature)].tobytes() != signature:
-                raise self.damaged(int(sample), "is not a "
-                                   f"{self.manifest.encoding.value.upper()}")
+            problem = structure_problem(image, encoding)
+            if problem:
+                raise self.damaged(int(sample), problem)
         return data
 
     def damaged(self, sample: int, problem: str) -> VireidError:
