@@ -76,29 +76,32 @@ def test(
                                       "instead (shard keys; repeat the option)."),
     out: Path = typer.Option(None, "--out", help="Folder of the rank lists (default: "
                              "RUN/rank-lists beside the checkpoint)."),
+    allow_missing_trials: bool = typer.Option(False, "--allow-missing-trials", help="Score a "
+                                              "`--trial all` folder that lacks trials (by "
+                                              "default refused); its mean rows then name "
+                                              "the trials they cover."),
 ) -> None:
     """Print a table per trial and the average; features are extracted once for all trials.
 
     Test images are resized to the size the model was trained at when the shards hold
     another size (with a warning), as the original's test transform does.
     """
-    from vireid.train.checkpoint_eval import (
-        evaluate_checkpoint,
-        evaluate_saved,
-        evaluate_trial_runs,
-        rank_list_folder,
-    )
+    from vireid.train.checkpoint_eval import check_before_work, rank_list_folder
     from vireid.train.evaluation import FEATURES
-    from vireid.train.run_folder import check_writable_target
 
     with user_errors():
         check_sources(checkpoint, features, save_features)
-        if (rank_lists or queries) and (features or checkpoint.is_dir()):
+        lists = bool(rank_lists or queries)
+        if lists and (features or checkpoint.is_dir()):
             raise VireidError("--rank-lists", "needs one checkpoint file (the pictures come "
                               "from its ranking)")
-        for target, option in ((json_out, "--json"), (save_features, "--save-features")):
-            if target:
-                check_file_target(target, option, check_writable_target)
+        if out and not lists:
+            raise VireidError(out, "--out names the rank lists' folder: give --rank-lists N "
+                              "or --queries")
+        folder = rank_list_folder(checkpoint, out) if lists else None
+        check_before_work(shards, checkpoint=checkpoint, features=features,
+                          files={"--json": json_out, "--save-features": save_features},
+                          folders={"--out": folder}, device=device)
         kinds = FEATURES if feature is Feature.BOTH else (feature.value,)
         reranking = Rerank(rerank_k1, rerank_k2, rerank_lambda) if rerank else None
         settings = EvaluationSettings(protocol, trial, kinds, loader, device, amp, batch_size,
@@ -106,17 +109,39 @@ def test(
                                       save_features=str(save_features) if save_features
                                       else None, rank_lists=rank_lists,
                                       queries=tuple(queries or ()),
-                                      lists_out=str(out) if out else None)
-        if features:
-            rows = evaluate_saved(shards, features, settings)
-        else:
-            evaluate = evaluate_trial_runs if checkpoint.is_dir() else evaluate_checkpoint
-            rows = evaluate(shards, checkpoint, settings, on_checkpoint=announce)
-        typer.echo(render_rows(rows))
+                                      lists_out=str(out) if out else None,
+                                      allow_missing_trials=allow_missing_trials)
+        run(shards, checkpoint or features, settings, json_out, from_features=bool(features))
+        if folder:
+            typer.echo(f"rank lists: {folder}")
+
+
+def run(shards: Path, source: Path, settings: EvaluationSettings, json_out: Path | None,
+        from_features: bool) -> None:
+    """Evaluate and report: the table and the JSON rows come before any rank list is drawn."""
+    from vireid.train.checkpoint_eval import (
+        MissingTrials,
+        coverage_note,
+        evaluate_checkpoint,
+        evaluate_saved,
+        evaluate_trial_runs,
+    )
+
+    def report(rows: list[dict]) -> None:
+        typer.echo(render_rows(rows, coverage_note(rows)))
         if json_out:
             write_json(json_out, rows)
-        if (rank_lists or queries) and checkpoint and not checkpoint.is_dir():
-            typer.echo(f"rank lists: {rank_list_folder(checkpoint, out)}")
+
+    if from_features:
+        report(evaluate_saved(shards, source, settings))
+    elif source.is_dir():
+        try:
+            report(evaluate_trial_runs(shards, source, settings, on_checkpoint=announce))
+        except MissingTrials as error:
+            raise VireidError(error.where, f"{error.problem} with --allow-missing-trials") \
+                from None
+    else:
+        evaluate_checkpoint(shards, source, settings, on_checkpoint=announce, on_rows=report)
 
 
 def announce(line: str) -> None:
@@ -136,14 +161,6 @@ def check_sources(checkpoint: Path | None, features: Path | None,
     if save_features and (features or checkpoint.is_dir()):
         raise VireidError(save_features, "--save-features needs one checkpoint file to "
                           "extract with (not --features, nor a folder of trial runs)")
-
-
-def check_file_target(path: Path, option: str, check_writable_target) -> None:
-    from vireid.errors import VireidError
-
-    if path.is_dir():
-        raise VireidError(path, f"is a folder; give a file name for {option}")
-    check_writable_target(path)
 
 
 def write_json(path: Path, rows: list[dict]) -> None:

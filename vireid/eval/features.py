@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from vireid.choices import LoaderKind
+from vireid.errors import VireidError
 from vireid.loader import make_eval_loader
 from vireid.loader.settings import EVAL_BATCH_SIZE, Backend
 from vireid.records import Modality
@@ -32,6 +33,17 @@ class Features:
 
     def get(self, kind: str, wanted) -> np.ndarray:
         return getattr(self, kind)[self.rows(wanted)]
+
+
+def check_finite(features: Features, where, verb: str = "gives") -> None:
+    """Refuse NaN or infinite features (a diverged model): scored, they would print Rank-1
+    numbers that mean nothing. ``verb``: "gives" (a model) or "holds" (a file)."""
+    for kind in ("pool", "fc"):
+        bad = ~np.isfinite(getattr(features, kind)).all(axis=1)
+        if bad.any():
+            raise VireidError(where, f"{verb} non-finite {kind} features (NaN or inf) for "
+                              f"{int(bad.sum()):,} of {len(bad):,} images, e.g. sample "
+                              f"{int(features.samples[bad.argmax()])}: nothing to score")
 
 
 def merge_features(parts: list[Features]) -> Features:

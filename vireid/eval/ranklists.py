@@ -9,6 +9,7 @@ deterministically (evenly spaced over the trial's queries) or by shard key.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,34 @@ class Ranked:
     query: int  # global sample number
     gallery: tuple[int, ...]  # the top entries, best first
     distances: tuple[float, ...]
+
+
+def plan_rank_lists(manifest, protocol, trials, count: int, keys: tuple[str, ...] = ()):
+    """(trial, queries) of the sheets to draw: the first scored trial's, chosen before any
+    feature is extracted, so an unknown key costs nothing."""
+    trial = manifest.trial(protocol.name, (trials or [protocol.trials[0].trial])[0])
+    return trial, choose_queries(trial, manifest, count, keys)
+
+
+def write_rank_lists(source, protocol_name: str, trial, queries: list[int], features,
+                     folder: Path) -> list[Path]:
+    """One sheet per query into ``folder``; a failure (a full disk, a file in the way) is one
+    line saying how many were written, and leaves no partial file."""
+    from vireid.loader.reference import read_image
+
+    manifest = source.manifest
+    ranked = rank(features, trial, queries)
+    written = []
+    for one in ranked:
+        key = manifest.samples[one.query].key
+        path = Path(folder) / f"{protocol_name}-trial{trial.trial}-{key}.png"
+        try:
+            written.append(draw(one, manifest, lambda s: np.asarray(
+                read_image(source, s).convert("RGB")), path))
+        except OSError as error:
+            raise VireidError(path, f"cannot write: {error.strerror or error} "
+                              f"({len(written)} of {len(ranked)} rank lists written)") from None
+    return written
 
 
 def choose_queries(trial, manifest, count: int, keys: tuple[str, ...] = ()) -> list[int]:
@@ -79,10 +108,15 @@ def draw(ranked: Ranked, manifest, read_pixels, path: Path) -> Path:
                       fill=COLOURS[kind])
         sheet.paste(Image.fromarray(read_pixels(sample)), (x + FRAME, FRAME))
         pen.text((x + 1, height + 2 * FRAME + 1), caption, fill=(0, 0, 0))
-    path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
-    sheet.save(partial, format="PNG")
-    partial.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sheet.save(partial, format="PNG")
+        partial.replace(path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
+        raise
     return path
 
 

@@ -5,7 +5,8 @@ Arrays: ``samples`` (global sample numbers, int64, sorted), ``pool`` and ``fc`` 
 L2-normalised, one row per sample), and per sample ``pid``, ``cam``, ``modality`` (its value,
 e.g. "visible") and ``key`` (the shard key); scalars ``protocol``, ``checkpoint``, ``view``
 (the trained view, "" when unknown) and ``flip`` (whether the features are flip-averaged;
-files written before it: False). Written whole or not at all.
+files written before it: False). Written whole or not at all; read back only after every
+array's header fits this layout (``vireid.eval.npz``), and only if every feature is finite.
 """
 
 from __future__ import annotations
@@ -17,11 +18,17 @@ from pathlib import Path
 import numpy as np
 
 from vireid.errors import VireidError
-from vireid.eval.features import Features
+from vireid.eval.features import Features, check_finite
+from vireid.eval.npz import read_npz
 
-ARRAYS = ("samples", "pool", "fc", "pid", "cam", "modality", "key", "protocol", "checkpoint",
-          "view", "flip")
+# array → (dimensions, dtype kinds); a dimension of 1 or 2 has one row per sample
+SHAPES = {"samples": (1, "iu"), "pool": (2, "f"), "fc": (2, "f"), "pid": (1, "iu"),
+          "cam": (1, "iu"), "modality": (1, "U"), "key": (1, "U"), "protocol": (0, "U"),
+          "checkpoint": (0, "U"), "view": (0, "U"), "flip": (0, "b")}
+ARRAYS = tuple(SHAPES)
 OPTIONAL = ("flip",)  # absent from files written before it
+MAX_FEATURE_DIM = 1 << 16
+MAX_ITEM = {"U": 4 * 4096}  # bytes per element; text: up to 4,096 characters
 
 
 @dataclass(frozen=True)
@@ -61,20 +68,55 @@ def save_features(path, features: Features, manifest, protocol: str, checkpoint,
         raise VireidError(path, f"cannot write: {error.strerror or error}") from None
 
 
-def load_features(path) -> SavedFeatures:
-    """Read a file written by ``save_features``; one clear error for anything else."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            missing = [name for name in ARRAYS if name not in data.files + list(OPTIONAL)]
-            if missing:
-                raise VireidError(path, f"not a vireid features file (no {', '.join(missing)})")
-            arrays = {name: data[name] for name in ARRAYS if name in data.files}
-    except (OSError, ValueError) as error:
-        raise VireidError(path, f"cannot read features: {error}") from None
-    features = Features(arrays["samples"], arrays["pool"], arrays["fc"])
+def load_features(path, max_rows: int | None = None) -> SavedFeatures:
+    """Read a file written by ``save_features``; one clear error for anything else. Every
+    array's shape and dtype is checked before its data is read (at most ``max_rows``
+    samples: the test images of the shards), then the samples' order and that every
+    feature is finite."""
+    arrays = read_npz(path, ARRAYS, lambda headers: check_headers(headers, path, max_rows))
+    samples = arrays["samples"].astype(np.int64)
+    if samples[0] < 0 or np.any(np.diff(samples) <= 0):
+        raise VireidError(path, "samples are not increasing sample numbers: not written by "
+                          "vireid-test --save-features")
+    features = Features(samples, arrays["pool"].astype(np.float32),
+                        arrays["fc"].astype(np.float32))
+    check_finite(features, path, "holds")
     return SavedFeatures(features, arrays["key"], str(arrays["protocol"]),
                          str(arrays["checkpoint"]), str(arrays["view"]) or None,
                          bool(arrays.get("flip", False)))
+
+
+def check_headers(headers: dict, path, max_rows: int | None) -> None:
+    """Each array of ``SHAPES``: its dimensions, its kind of dtype and its length."""
+    missing = [name for name in ARRAYS if name not in headers and name not in OPTIONAL]
+    if missing:
+        raise VireidError(path, f"not a vireid features file (no {', '.join(missing)})")
+    rows = headers["samples"].shape[0] if headers["samples"].shape else 0
+    if rows == 0 or (max_rows is not None and rows > max_rows):
+        raise VireidError(path, f"holds {rows:,} samples; the shards have {max_rows:,} images"
+                          if rows else "holds no samples")
+    for name, header in headers.items():
+        dims, kinds = SHAPES[name]
+        if not _fits(header, dims, kinds, rows):
+            raise VireidError(path, f"{name} is a {header.shape} {header.dtype} array, not "
+                              f"{_expected(dims, kinds, rows)}: not written by vireid-test "
+                              "--save-features")
+
+
+def _fits(header, dims: int, kinds: str, rows: int) -> bool:
+    shape, dtype = header.shape, header.dtype
+    if len(shape) != dims or (dims and shape[0] != rows):
+        return False
+    if dims == 2 and not 1 <= shape[1] <= MAX_FEATURE_DIM:
+        return False
+    return dtype.kind in kinds and dtype.itemsize <= MAX_ITEM.get(dtype.kind, 8)
+
+
+def _expected(dims: int, kinds: str, rows: int) -> str:
+    if dims == 0:
+        return f"a single {'text' if kinds == 'U' else 'boolean'}"
+    what = {"iu": "integers", "f": "floats", "U": "texts"}[kinds]
+    return f"{rows:,} {'rows of floats' if dims == 2 else what}"
 
 
 def check_covers(saved: SavedFeatures, manifest, wanted: dict, path) -> None:

@@ -8,22 +8,25 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from vireid.choices import Amp, Device, LoaderKind
-from vireid.eval.features import extract_features
+from vireid.errors import VireidError
+from vireid.eval.features import check_finite, extract_features
 from vireid.eval.protocols import samples_to_extract, score_rows
+from vireid.eval.ranklists import plan_rank_lists, write_rank_lists
 from vireid.eval.rerank import Rerank
 from vireid.eval.saved import check_covers, load_features, save_features
 from vireid.loader.settings import EVAL_BATCH_SIZE, Backend
 from vireid.loader.source import ShardBytes
+from vireid.outputs import check_file_output, check_folder_output, check_outputs
 from vireid.shards.checksums import check_checksums
 from vireid.train.checkpoint import load_weights
 from vireid.train.device import resolve_amp, resolve_device
 from vireid.train.evaluation import FEATURES, scoring_plan, use_flip
 from vireid.train.imported import read_model_checkpoint
 from vireid.train.methods import get_method
+from vireid.train.run_folder import check_writable_target
 
 log = logging.getLogger(__name__)
 
@@ -48,44 +51,108 @@ class EvaluationSettings:
     rank_lists: int = 0  # PNG rank-list sheets of this many queries (0: none)
     queries: tuple[str, ...] = ()  # or of these queries, by shard key
     lists_out: str | None = None  # their folder (None: RUN/rank-lists beside the checkpoint)
+    allow_missing_trials: bool = False  # score a `--trial all` folder that lacks trials
+
+
+def check_before_work(shards, *, checkpoint=None, features=None,
+                      files: dict[str, Path | None], folders: dict[str, Path | None],
+                      device: Device = Device.AUTO) -> None:
+    """What ``vireid-test`` refuses before reading a model or a feature: CUDA without a GPU,
+    an output (option → file, or folder: the rank lists') that cannot be written, or that
+    is, or lies inside, something the command reads."""
+    from vireid.train.trials import trial_checkpoints
+
+    evaluation_device(device)
+    for option, path in files.items():
+        if path is not None:
+            check_writable_target(path)
+            check_file_output(path, option)
+    for option, path in folders.items():
+        if path is not None:
+            check_writable_target(path)
+            check_folder_output(path, option)
+    reads = {Path(p): what for p, what in ((checkpoint, "the checkpoint"),
+                                           (features, "the features file")) if p}
+    trees = {Path(shards): "the shard folder"}
+    if checkpoint is not None and Path(checkpoint).is_dir():
+        trees.update({path.parent.parent: f"the run of trial {trial}"
+                      for trial, path in trial_checkpoints(checkpoint).items()})
+    check_outputs({**files, **folders}, reads, trees)
+
+
+def evaluation_device(requested: Device) -> torch.device:
+    """The device to evaluate on; CUDA without a visible GPU is a one-line error."""
+    name = resolve_device(requested)
+    if name == "cuda" and torch.cuda.device_count() < 1:
+        raise VireidError("CUDA", "no GPU is visible to this process (check "
+                          "CUDA_VISIBLE_DEVICES, or evaluate on the CPU)")
+    return torch.device(name, 0) if name == "cuda" else torch.device(name)
+
+
+def check_weights(state: dict, checkpoint) -> None:
+    """Refuse a model with NaN or infinite weights: its features would be scored as
+    results."""
+    for key, value in state["model"].items():
+        if torch.is_tensor(value) and value.is_floating_point() and \
+                not bool(torch.isfinite(value).all()):
+            raise VireidError(checkpoint, f"holds non-finite weights (NaN or inf in {key}): a "
+                              "diverged run? nothing to evaluate")
 
 
 def evaluate_checkpoint(shards, checkpoint, settings: EvaluationSettings | None = None,
-                        on_checkpoint: Callable[[str], None] | None = None) -> list[dict]:
+                        on_checkpoint: Callable[[str], None] | None = None,
+                        on_rows: Callable[[list[dict]], None] | None = None) -> list[dict]:
     """Rows per trial and their mean for each feature kind.
 
-    The shards' sha256 are checked first (``verify``). Test images are resized to the size the
-    model was trained at when the shards hold another size (as the original's test transform
-    does), with a warning: scores at a size the model never saw would be silently worse.
+    What can be refused is refused before the features are extracted: the device, non-finite
+    weights, the protocol and trial, the rank lists' queries; then the shards' sha256 are
+    checked (``verify``). Test images are resized to the size the model was trained at when
+    the shards hold another size (as the original's test transform does), with a warning:
+    scores at a size the model never saw would be silently worse. ``on_rows(rows)`` sees the
+    rows before any rank list is drawn, so a failure drawing them loses no score.
     """
     settings = settings or EvaluationSettings()
+    device = evaluation_device(settings.device)
     state = read_model_checkpoint(checkpoint)
+    check_weights(state, checkpoint)
     with ShardBytes(shards) as source:
         manifest = source.manifest
+        view = _trained_view(state)
+        protocol, trials = scoring_plan(manifest, settings.protocol, view, settings.trial)
+        lists = plan_rank_lists(manifest, protocol, trials, settings.rank_lists,
+                                settings.queries) if settings.rank_lists or settings.queries \
+            else None
         if settings.verify:
             check_checksums(shards, manifest)
-        device = torch.device(resolve_device(settings.device))
-        model = _model(state, checkpoint, device, settings.channels_last)
-        view = _trained_view(state)
         flip = use_flip(settings.flip, state["method"])
-        protocol, trials = scoring_plan(manifest, settings.protocol, view, settings.trial)
-        features = extract_features(
-            model, source, samples_to_extract(manifest, protocol, trials),
-            loader=settings.loader, device=device,
-            amp_dtype=resolve_amp(settings.amp, device.type), batch_size=settings.batch_size,
-            channels_last=settings.channels_last,
-            backend=Backend(device.type, device.index or 0, settings.num_threads),
-            size=_test_size(state, manifest, shards), flip=flip)
+        features = _features(state, checkpoint, source, samples_to_extract(
+            manifest, protocol, trials), device, settings, flip)
         if settings.save_features:
             save_features(settings.save_features, features, manifest, protocol.name,
                           checkpoint, view, flip)
         rows = score_rows(manifest, protocol, features, trials, settings.kinds,
                           settings.rerank, device, flip)
-        if settings.rank_lists or settings.queries:
-            _rank_lists(source, protocol, trials, features, settings, checkpoint)
-    if on_checkpoint:  # after the work: a failure stays one line
-        on_checkpoint(f"{describe(state, checkpoint)}; {_flip_note(flip, settings.flip)}")
+        if on_checkpoint:  # after the work: a failure stays one line
+            on_checkpoint(f"{describe(state, checkpoint)}; {_flip_note(flip, settings.flip)}")
+        if on_rows:
+            on_rows(rows)
+        if lists:
+            write_rank_lists(source, protocol.name, *lists, features,
+                             rank_list_folder(checkpoint, settings.lists_out))
     return rows
+
+
+def _features(state, checkpoint, source, wanted, device, settings, flip: bool):
+    """The features of the ``wanted`` test images by the checkpoint's model (finite)."""
+    model = _model(state, checkpoint, device, settings.channels_last)
+    features = extract_features(
+        model, source, wanted, loader=settings.loader, device=device,
+        amp_dtype=resolve_amp(settings.amp, device.type), batch_size=settings.batch_size,
+        channels_last=settings.channels_last,
+        backend=Backend(device.type, device.index or 0, settings.num_threads),
+        size=_test_size(state, source.manifest, source.directory), flip=flip)
+    check_finite(features, checkpoint)
+    return features
 
 
 def _flip_note(flip: bool, asked: bool | None) -> str:
@@ -100,14 +167,14 @@ def evaluate_saved(shards, path, settings: EvaluationSettings | None = None) -> 
     from vireid.shards.manifest import load_manifest
 
     settings = settings or EvaluationSettings()
-    saved = load_features(path)
+    device = evaluation_device(settings.device)
     manifest = load_manifest(shards)
-    if settings.verify:
-        check_checksums(shards, manifest)
+    saved = load_features(path, max_rows=len(manifest.samples))
     protocol, trials = scoring_plan(manifest, settings.protocol or saved.protocol, saved.view,
                                     settings.trial)
     check_covers(saved, manifest, samples_to_extract(manifest, protocol, trials), path)
-    device = torch.device(resolve_device(settings.device))
+    if settings.verify:
+        check_checksums(shards, manifest)
     return score_rows(manifest, protocol, saved.features, trials, settings.kinds,
                       settings.rerank, device, saved.flip)
 
@@ -119,21 +186,6 @@ def rank_list_folder(checkpoint, out=None) -> Path:
         return Path(out)
     parent = Path(checkpoint).resolve().parent
     return (parent.parent if parent.name == "checkpoints" else parent) / "rank-lists"
-
-
-def _rank_lists(source, protocol, trials, features, settings, checkpoint) -> None:
-    """One sheet per chosen query of the first scored trial (fc feature, as the original)."""
-    from vireid.eval.ranklists import choose_queries, draw, rank
-    from vireid.loader.reference import read_image
-
-    manifest = source.manifest
-    trial = manifest.trial(protocol.name, (trials or [protocol.trials[0].trial])[0])
-    chosen = choose_queries(trial, manifest, settings.rank_lists, settings.queries)
-    folder = rank_list_folder(checkpoint, settings.lists_out)
-    for ranked in rank(features, trial, chosen):
-        key = manifest.samples[ranked.query].key
-        draw(ranked, manifest, lambda s: np.asarray(read_image(source, s).convert("RGB")),
-             folder / f"{protocol.name}-trial{trial.trial}-{key}.png")
 
 
 def describe(state: dict, path) -> str:
@@ -174,35 +226,102 @@ def _test_size(state: dict, manifest, shards) -> tuple[int, int] | None:
     return trained
 
 
+class MissingTrials(VireidError):
+    """A ``--trial all`` folder lacks trials and scoring the others was not allowed (the CLI
+    names its option)."""
+
+
 def evaluate_trial_runs(shards, folder, settings: EvaluationSettings | None = None,
                         on_checkpoint: Callable[[str], None] | None = None) -> list[dict]:
     """Each trial of a ``--trial all`` folder scored with its own model, in every direction
-    (or ``settings.protocol``), then the mean over the trials per direction and feature."""
+    (or ``settings.protocol``), then the mean over the trials per direction and feature.
+
+    Every model is checked before any is evaluated: trained on these shards' dataset, on the
+    trial its folder names, finite. A folder lacking trials is refused unless
+    ``allow_missing_trials``; then each mean row lists the trials it covers and misses.
+    """
     from vireid.shards.manifest import load_manifest
-    from vireid.train.trials import trial_checkpoints
 
     settings = settings or EvaluationSettings()
+    evaluation_device(settings.device)
     manifest = load_manifest(shards)
+    runs = check_trial_runs(folder, manifest, shards, settings.allow_missing_trials)
+    trials = [trial for trial, _ in manifest.trial_views]
     names = [settings.protocol] if settings.protocol else [p.name for p in manifest.protocols]
     rows = []
     for name in names:
         scored = []
-        for trial, checkpoint in trial_checkpoints(folder).items():
+        for trial, checkpoint in runs.items():
             one = dataclasses.replace(settings, protocol=name, trial=trial)
             scored += evaluate_checkpoint(shards, checkpoint, one, on_checkpoint)
             settings = dataclasses.replace(settings, verify=False)  # the shards checked once
-        rows += scored + _means(scored)
+        rows += scored + _means(scored, trials)
     return rows
 
 
-def _means(rows: list[dict]) -> list[dict]:
-    """The mean row of each (protocol, feature) over its trials."""
+def check_trial_runs(folder, manifest, shards, allow_missing: bool = False) -> dict:
+    """The checkpoints of a ``--trial all`` folder by trial, each checked against the shards
+    (nothing extracted yet); a missing trial is refused unless ``allow_missing``."""
+    from vireid.train.trials import trial_checkpoints
+
+    runs = trial_checkpoints(folder)
+    for trial, checkpoint in runs.items():
+        state = read_model_checkpoint(checkpoint)
+        _check_trial_run(state, trial, checkpoint, manifest, shards)
+        check_weights(state, checkpoint)
+    expected = [trial for trial, _ in manifest.trial_views]
+    missing = [str(trial) for trial in expected if trial not in runs]
+    if missing and not allow_missing:
+        raise MissingTrials(folder, f"lacks trials {', '.join(missing)} of {len(expected)} "
+                            "(no trial-<N>/checkpoints/last.pt): finish them, or score the "
+                            "others")
+    return runs
+
+
+def _check_trial_run(state: dict, trial: int, checkpoint, manifest, shards) -> None:
+    """The model filed under ``trial-<trial>`` was trained on that trial of this dataset."""
+    dataset = state.get("data", {}).get("dataset")
+    if dataset and dataset != manifest.dataset:
+        raise VireidError(checkpoint, f"was trained on {dataset}, these shards hold "
+                          f"{manifest.dataset} ({shards})")
+    views = dict(manifest.trial_views)
+    if trial not in views:
+        known = ", ".join(map(str, views)) or "none: it has one training set"
+        raise VireidError(checkpoint, f"is filed under trial {trial}, which {manifest.dataset} "
+                          f"lacks (trials {known})")
+    view = _trained_view(state)
+    if view is not None and manifest.trained_trial(view) != trial:
+        other = manifest.trained_trial(view)
+        raise VireidError(checkpoint, f"is trial {other}'s model (view {view}), filed under "
+                          f"trial-{trial}")
+    classes = manifest.view(views[trial]).num_classes
+    if state["num_classes"] != classes:
+        raise VireidError(checkpoint, f"has {state['num_classes']} classes; trial {trial} of "
+                          f"{shards} trains {classes}: a model of other data?")
+
+
+def _means(rows: list[dict], trials: list[int]) -> list[dict]:
+    """The mean row of each (protocol, feature) over its trials, naming the trials it covers
+    (``trials``) and those of the dataset it lacks (``missing``)."""
     means = []
     for key in dict.fromkeys((r["protocol"], r["feature"]) for r in rows):
         group = [r for r in rows if (r["protocol"], r["feature"]) == key]
         labels = ("protocol", "feature", "trial", "reranked", "flip")
         metrics = [k for k in group[0] if k not in labels]
+        covered = [r["trial"] for r in group]
         means.append({"protocol": key[0], "feature": key[1], "trial": "mean",
                       "reranked": group[0]["reranked"], "flip": group[0].get("flip", False),
-                      **{k: sum(r[k] for r in group) / len(group) for k in metrics}})
+                      **{k: sum(r[k] for r in group) / len(group) for k in metrics},
+                      "trials": covered, "missing": [t for t in trials if t not in covered]})
     return means
+
+
+def coverage_note(rows: list[dict]) -> str:
+    """A line for a table whose mean rows lack trials ("" when none does), e.g. "mean of
+    trials 1, 2, 4 (3 of 4; missing 3)"."""
+    partial = next((r for r in rows if r.get("missing")), None)
+    if partial is None:
+        return ""
+    covered, missing = partial["trials"], partial["missing"]
+    return f"mean of trials {', '.join(map(str, covered))} ({len(covered)} of " \
+           f"{len(covered) + len(missing)}; missing {', '.join(map(str, missing))})"
