@@ -32,13 +32,24 @@ from typing import Any
 
 from vireid.errors import VireidError
 
+# what a resumed run may do with a setting (``setting(resume=…)``)
+KEEP = "keep"  # keeps the run's value; a different value given explicitly is refused
+FREE = "free"  # may change between sessions of one run (its length, the machine, speed)
+CHECK = "check"  # kept, and also compared with the checkpoint's (older run folders)
 
-def setting(default: Any = dataclasses.MISSING, *, min: float | None = None,
+
+def setting(default: Any = dataclasses.MISSING, *, help: str = "", min: float | None = None,
             max: float | None = None, above: float | None = None, flat: str | None = None,
-            default_factory: Any = dataclasses.MISSING) -> Any:
-    """A dataclass field with bounds (``min``/``max`` inclusive, ``above`` exclusive) and its
-    flat name (default: the field's name)."""
-    metadata = {"min": min, "max": max, "above": above, "flat": flat}
+            flag: str | None = None, resume: str = KEEP, metavar: str | None = None,
+            rule: Any = None, default_factory: Any = dataclasses.MISSING) -> Any:
+    """A dataclass field that declares a setting once: its default, its ``help`` (the
+    command-line help), bounds (``min``/``max`` inclusive, ``above`` exclusive), its flat
+    name (config.json, config files; default: the field's name), its command-line ``flag``
+    where it differs from ``--flat-name`` (e.g. ``"--compile"`` for a flag without a
+    ``--no-`` form), what a resume may do with it, the ``metavar`` of its value, and a
+    ``rule``: a function of the (typed) value that returns what is wrong with it, or None."""
+    metadata = {"help": help, "min": min, "max": max, "above": above, "flat": flat,
+                "flag": flag, "resume": resume, "metavar": metavar, "rule": rule}
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -48,22 +59,36 @@ def flat_name(field: dataclasses.Field) -> str:
     return field.metadata.get("flat") or field.name
 
 
-def limits(cls: type, name: str) -> dict:
-    """``{"min": …, "max": …}`` of field ``name`` (those set), e.g. for ``typer.Option``."""
-    field = next(f for f in dataclasses.fields(cls) if f.name == name)
-    return {key: field.metadata[key] for key in ("min", "max")
-            if field.metadata.get(key) is not None}
+def flat_fields(groups: dict[str, type]) -> dict[str, tuple[str, dataclasses.Field]]:
+    """Flat name → (group, field) over ``groups`` ({group name: dataclass})."""
+    return {flat_name(f): (group, f) for group, cls in groups.items()
+            for f in dataclasses.fields(cls)}
+
+
+def type_hint(cls: type, name: str):
+    """The resolved annotation of field ``name`` of ``cls``."""
+    return _hints(cls)[name]
 
 
 def check_fields(instance) -> None:
     """Check (and normalise: choices to Enums, sequences to tuples, ints to floats) every
     field of the frozen dataclass ``instance`` against its type and bounds."""
-    hints = _hints(type(instance))
     for field in dataclasses.fields(instance):
-        name = flat_name(field)
-        value = _typed(name, getattr(instance, field.name), hints[field.name])
-        _check_bounds(name, value, field.metadata)
+        value = check_value(type(instance), field, getattr(instance, field.name))
         object.__setattr__(instance, field.name, value)
+
+
+def check_value(cls: type, field: dataclasses.Field, value):
+    """``value`` for ``field`` of ``cls``, typed, or a one-line error naming the setting
+    (its type, bounds and rule: what the CLI checks while parsing, too)."""
+    name = flat_name(field)
+    value = _typed(name, value, _hints(cls)[field.name])
+    _check_bounds(name, value, field.metadata)
+    rule = field.metadata.get("rule")
+    problem = rule(value) if rule and value is not None else None
+    if problem:
+        raise VireidError(name, problem)
+    return value
 
 
 @functools.cache

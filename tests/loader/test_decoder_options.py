@@ -15,7 +15,7 @@ from vireid.loader.dali_graph import graph_nodes, kernel_gaps
 from vireid.loader.dali_pipes import eval_pipeline, import_dali, train_pipeline
 from vireid.loader.settings import Backend, DecoderOptions
 from vireid.shards.encode import Encoding
-from vireid.train.config import LoaderSettings, TrainConfig
+from vireid.train.config import TrainConfig
 
 MIXED_ONLY = ("hw_decoder_load", "preallocate_width_hint", "preallocate_height_hint",
               "device_memory_padding", "host_memory_padding", "hybrid_huffman_threshold")
@@ -113,14 +113,15 @@ def test_out_of_range_options_are_refused(bad):
 def test_loader_settings_build_the_backends_decoder_and_round_trip_flat():
     config = TrainConfig.from_flat(shards="s", out="o", decode_on="cpu", hw_decoder_load=0.9,
                                    preallocate_width_hint=144, host_memory_padding=0)
-    backend = config.loader.backend("cuda", 0, None)
+    backend = config.backend("cuda", 0, None)
     assert backend.decoder.on is DecodeOn.CPU and backend.decoder.hw_decoder_load == 0.9
     assert backend.decoder.preallocate_width_hint == 144
     assert backend.decoder.host_memory_padding == 0
     flat = config.to_dict()
     assert flat["decode_on"] == "cpu" and flat["hybrid_huffman_threshold"] == 1_000_000
-    assert TrainConfig.from_flat(**flat).loader == config.loader
-    assert LoaderSettings().backend("cuda", 0, None).decoder == Backend().decoder
+    assert TrainConfig.from_flat(**flat).decoder == config.decoder
+    assert TrainConfig.from_flat(shards="s", out="o").backend("cuda", 0, None).decoder == \
+        Backend().decoder
 
 
 def cli(*arguments):

@@ -9,8 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from vireid.choices import Cache, CpuAugment, DecodeOn, SamplerOrder, Views
-from vireid.errors import VireidError
-from vireid.fields import check_fields, setting
+from vireid.fields import CHECK, FREE, check_fields, setting
 from vireid.loader.augment import ERASE_P
 
 
@@ -18,17 +17,31 @@ from vireid.loader.augment import ERASE_P
 class Sampling:
     """What each step draws: P identities × K images per modality from a training view."""
 
-    batch_ids: int = setting(8, min=1)  # P (the original's --batch-size)
-    num_pos: int = setting(4, min=1)  # K
-    seed: int = setting(0, min=0, max=2**32 - 1)  # numpy's and torch's seed range
-    replace: bool = True  # K images drawn with replacement, as the original
-    order: SamplerOrder = setting(SamplerOrder.EPOCH, flat="sampler")
-    # the training view of datasets trained per trial (RegDB)
-    trial: int | None = setting(None, min=1)
-    # random erasing probability (0: none, as the code behind the published SYSU and RegDB
-    # AGW numbers; 0.5: the AGW recipe vireid follows)
-    erase_prob: float = setting(ERASE_P, min=0.0, max=1.0)
-    views: Views | None = None  # None: Views.SINGLE (a training run: its method's views)
+    batch_ids: int = setting(8, min=1, resume=CHECK,
+                             help="Identities per step, P (original --batch-size).")
+    num_pos: int = setting(4, min=1, resume=CHECK, help="Images per identity and modality, K.")
+    seed: int = setting(0, min=0, max=2**32 - 1, resume=CHECK,  # numpy's and torch's range
+                        help="Seed of initialisation, sampling and augmentation.")
+    replace: bool = setting(
+        True, resume=CHECK,
+        help="Draw an identity's K images with replacement (the original) or without "
+        "(--no-replace: every identity needs K images per modality).")
+    order: SamplerOrder = setting(
+        SamplerOrder.EPOCH, flat="sampler", resume=CHECK,
+        help="Identity order: epoch (every identity in every epoch) or original (independent "
+        "draws per step, as the original; the default with --recipe original).")
+    trial: int | None = setting(
+        None, min=1, resume=FREE,
+        help="The training view of a dataset trained per trial (RegDB: 1-10, default 1).")
+    erase_prob: float = setting(
+        ERASE_P, min=0.0, max=1.0, resume=CHECK,
+        help="Random erasing probability: 0.5 (the AGW recipe) or 0 (none, as the code behind "
+        "the published SYSU and RegDB numbers).")
+    views: Views | None = setting(
+        None, resume=CHECK,
+        help="What one sampled (visible, infrared) pair becomes in a step: single (one image "
+        "each: agw, base) or channel (CAJ: two visible views, the second channel-exchanged, "
+        "and the infrared one with adaptive gray). Default: the method's.")
 
     def __post_init__(self):
         check_fields(self)
@@ -50,23 +63,42 @@ class DecoderOptions:
     nothing).
     """
 
-    on: DecodeOn = DecodeOn.MIXED
-    hw_decoder_load: float = 0.65  # share of JPEGs for the hardware decoder (A100/H100 class)
-    preallocate_width_hint: int = 0  # 0: the shards' stored width
-    preallocate_height_hint: int = 0  # 0: the shards' stored height
-    device_memory_padding: int = 16 * 2**20  # bytes of device buffer per thread (DALI's)
-    host_memory_padding: int = 8 * 2**20  # bytes of 2 pinned host buffers per thread (DALI's)
-    hybrid_huffman_threshold: int = 1_000_000  # pixels above which Huffman is hybrid (DALI's)
+    on: DecodeOn = setting(
+        DecodeOn.MIXED, flat="decode_on", resume=FREE,
+        help="Where a CUDA run decodes JPEG/PNG shards: mixed (nvJPEG: Huffman decoding on CPU "
+        "threads or the GPU's hardware JPEG decoder, the rest on the GPU) or cpu "
+        "(libjpeg-turbo on DALI's threads, then copied to the GPU, which augments). CPU runs "
+        "always decode on the CPU. The options below apply to mixed only; their defaults are "
+        "DALI's documented ones (hints: the shards' size): `python -m benchmarks.decoder` "
+        "sweeps them on a GPU.")
+    hw_decoder_load: float = setting(
+        0.65, min=0.0, max=1.0, resume=FREE,
+        help="Share of the JPEGs sent to the hardware JPEG decoder of A100/H100-class GPUs "
+        "(DALI's default).")
+    preallocate_width_hint: int = setting(
+        0, min=0, max=65535, resume=FREE,
+        help="Image width the hardware decoder preallocates for (0: the shards' stored "
+        "width).")
+    preallocate_height_hint: int = setting(
+        0, min=0, max=65535, resume=FREE,
+        help="Image height the hardware decoder preallocates for (0: the shards' stored "
+        "height).")
+    device_memory_padding: int = setting(
+        16 * 2**20, min=0, max=2**31, resume=FREE,
+        help="Bytes of GPU memory nvJPEG preallocates per DALI thread (0: allocate on "
+        "demand; DALI's default 16 MiB).")
+    host_memory_padding: int = setting(
+        8 * 2**20, min=0, max=2**31, resume=FREE,
+        help="Bytes of each of the two pinned host buffers nvJPEG preallocates per DALI "
+        "thread (0: on demand; DALI's default 8 MiB).")
+    hybrid_huffman_threshold: int = setting(
+        1_000_000, min=0, max=2**31, resume=FREE,
+        help="Images with more pixels than this use nvJPEG's hybrid Huffman decoder, smaller "
+        "ones the host Huffman decoder (DALI's default 1,000,000: a 144×288 image has "
+        "41,472).")
 
     def __post_init__(self):
-        object.__setattr__(self, "on", DecodeOn.parse(self.on, "decode on"))
-        if not 0.0 <= self.hw_decoder_load <= 1.0:
-            raise VireidError("hw_decoder_load", f"{self.hw_decoder_load} is not in [0, 1]")
-        for name in ("preallocate_width_hint", "preallocate_height_hint",
-                     "device_memory_padding", "host_memory_padding",
-                     "hybrid_huffman_threshold"):
-            if getattr(self, name) < 0:
-                raise VireidError(name, f"{getattr(self, name)} is negative")
+        check_fields(self)
 
     def mixed_arguments(self, stored: tuple[int, int] | None = None) -> dict:
         """The ``mixed`` decoder's keyword arguments; hints of 0 become ``stored`` (height,

@@ -16,7 +16,6 @@ from vireid.choices import (
     Arch,
     Cache,
     CpuAugment,
-    DecodeOn,
     Device,
     LoaderKind,
     Method,
@@ -25,7 +24,7 @@ from vireid.choices import (
     Triplet,
 )
 from vireid.errors import VireidError
-from vireid.fields import check_fields, flat_name, setting
+from vireid.fields import CHECK, FREE, KEEP, check_fields, flat_fields, flat_name, setting
 from vireid.loader.settings import EVAL_BATCH_SIZE, Backend, DecoderOptions, Sampling
 
 FLOAT32_MAX = 3.4e38  # (rounded down) the largest learning rate a float32 step can take
@@ -35,30 +34,44 @@ FLOAT32_MAX = 3.4e38  # (rounded down) the largest learning rate a float32 step 
 class Optimisation:
     """SGD and the schedule (the original's values)."""
 
-    epochs: int | None = setting(None, min=1)  # None: the method's default (AGW: 81)
-    # BNNeck and classifier; the rest of the network uses 0.1 × lr
-    lr: float = setting(0.1, above=0.0, max=FLOAT32_MAX)  # SGD steps in float32
-    momentum: float = setting(0.9, min=0.0)
-    weight_decay: float = setting(5e-4, min=0.0)
-    warmup_epochs: int = setting(10, min=0)
-    # the learning rate drops 10× at each (two increasing epochs)
-    milestones: tuple[int, int] = setting((20, 50), min=0)
+    epochs: int | None = setting(
+        None, min=1, resume=FREE,
+        help="Epochs (default: the method's; agw and base: 81, as the original; caj: 100).")
+    lr: float = setting(
+        0.1, above=0.0, max=FLOAT32_MAX, resume=CHECK,
+        help="Base learning rate, > 0 (BNNeck and classifier; the rest uses 0.1×).")
+    momentum: float = setting(0.9, min=0.0, resume=CHECK, help="SGD momentum.")
+    weight_decay: float = setting(5e-4, min=0.0, resume=CHECK, help="SGD weight decay.")
+    warmup_epochs: int = setting(10, min=0, resume=CHECK, help="Linear warm-up epochs.")
+    milestones: tuple[int, int] = setting(
+        (20, 50), min=0, resume=CHECK, rule=lambda epochs: None if list(epochs) == sorted(
+            set(epochs)) else f"must increase (got {' '.join(map(str, epochs))})",
+        help="Epochs where the learning rate drops 10× (two increasing values).")
 
     def __post_init__(self):
         check_fields(self)
-        if list(self.milestones) != sorted(set(self.milestones)):
-            raise VireidError("milestones", f"must increase (got "
-                              f"{' '.join(map(str, self.milestones))})")
 
 
 @dataclass(frozen=True)
 class ModelSettings:
-    method: Method = Method.AGW
-    arch: Arch = Arch.RESNET50
-    pretrained: str = "torchvision"  # "torchvision", "none" or the PATH of a state dict
-    # start from this checkpoint's weights (vireid's or the original's); a new run's only
-    init: str | None = None
-    triplet: Triplet | None = None  # the metric loss; None: the method's (caj: adp)
+    method: Method = setting(Method.AGW, resume=CHECK, help="Training method.")
+    arch: Arch = setting(Arch.RESNET50, resume=CHECK,
+                         help="Backbone: resnet50 (original) or resnet18.")
+    pretrained: str = setting(
+        "torchvision", metavar="WEIGHTS",
+        help="ImageNet weights: torchvision, a PATH to a ResNet state dict (must exist), or "
+        "none.")
+    init: str | None = setting(
+        None, metavar="PATH",
+        help="Start from the weights of this checkpoint: one written by vireid-train, or by "
+        "the original AGW code ('…_best.t', recognised by its content); to fine-tune. Another "
+        "class count re-initialises the classifier (one line says so). A new run's only: a "
+        "resumed run continues from its own checkpoint.")
+    triplet: Triplet | None = setting(
+        None, resume=CHECK,
+        help="Metric loss on the pooled features: wrt (weighted regularised), hard "
+        "(batch-hard, margin 0.3) or adp (CAJ's squared difference). Default: the method's "
+        "(agw: wrt, base: hard, caj: adp; caj with wrt is the original's --square 0).")
 
     def __post_init__(self):
         check_fields(self)
@@ -66,26 +79,30 @@ class ModelSettings:
 
 @dataclass(frozen=True)
 class LoaderSettings:
-    """Which loader, and how the DALI loader works (its device comes from the run)."""
+    """Which loader, and how the DALI loader works (its device comes from the run; how a
+    CUDA run decodes is ``DecoderOptions``)."""
 
-    kind: LoaderKind = setting(LoaderKind.DALI, flat="loader")
-    cpu_augment: CpuAugment = Backend.cpu_augment
-    num_threads: int | None = setting(Backend.num_threads, min=1, max=1024)
-    prefetch: int = setting(Backend.prefetch, min=1, max=64)
-    cache: Cache = Backend.cache
-    # a CUDA run's decoding (``DecoderOptions``: defaults from DALI's documentation, not yet
-    # measured; ``python -m benchmarks.decoder`` sweeps them on a GPU)
-    decode_on: DecodeOn = DecoderOptions.on
-    hw_decoder_load: float = setting(DecoderOptions.hw_decoder_load, min=0.0, max=1.0)
-    preallocate_width_hint: int = setting(DecoderOptions.preallocate_width_hint, min=0,
-                                          max=65535)
-    preallocate_height_hint: int = setting(DecoderOptions.preallocate_height_hint, min=0,
-                                           max=65535)
-    device_memory_padding: int = setting(DecoderOptions.device_memory_padding, min=0,
-                                         max=2**31)
-    host_memory_padding: int = setting(DecoderOptions.host_memory_padding, min=0, max=2**31)
-    hybrid_huffman_threshold: int = setting(DecoderOptions.hybrid_huffman_threshold, min=0,
-                                            max=2**31)
+    kind: LoaderKind = setting(LoaderKind.DALI, flat="loader", resume=FREE,
+                               help="dali or reference (plain PyTorch).")
+    cpu_augment: CpuAugment = setting(
+        Backend.cpu_augment, resume=FREE,
+        help="Training augmentation on a CPU: fused (DALI decodes, one compiled pass pads, "
+        "crops, flips, normalises and erases; ~2.5x faster) or dali (DALI's own operators: "
+        "the GPU graph, run on the CPU). Same pixels either way.")
+    num_threads: int | None = setting(
+        Backend.num_threads, min=1, max=1024, resume=FREE,
+        help="DALI threads (default: cores + 1; under torchrun the cores divided among the "
+        "processes).")
+    prefetch: int = setting(Backend.prefetch, min=1, max=64, resume=FREE,
+                            help="Batches DALI prepares ahead of the training step.")
+    cache: Cache = setting(
+        Backend.cache, resume=FREE,
+        help="Decoded training set in memory (DALI loader): none (decode every step's "
+        "images), host (decode every image once into RAM, then gather and augment each "
+        "step's rows; on a CPU the fused kernel reads it) or device (the same in GPU memory "
+        "on CUDA; host on a CPU). Needs images × H × W × 3 bytes (SYSU ≈ 4 GB, LLCM ≈ 5.5 GB "
+        "at 288×144), refused before decoding when it will not fit; the first pass decodes "
+        "everything once (reported as one line).")
 
     def __post_init__(self):
         check_fields(self)
@@ -94,35 +111,30 @@ class LoaderSettings:
                               "step with PIL and keeps nothing; use the dali loader or cache "
                               "none")
 
-    def backend(self, device: str, device_id: int, num_threads: int | None,
-                local_processes: int = 1) -> Backend:
-        return Backend(device=device, device_id=device_id, num_threads=num_threads,
-                       prefetch=self.prefetch, cpu_augment=self.cpu_augment, cache=self.cache,
-                       decoder=self.decoder(), local_processes=local_processes)
-
-    def decoder(self) -> DecoderOptions:
-        return DecoderOptions(
-            on=self.decode_on, hw_decoder_load=self.hw_decoder_load,
-            preallocate_width_hint=self.preallocate_width_hint,
-            preallocate_height_hint=self.preallocate_height_hint,
-            device_memory_padding=self.device_memory_padding,
-            host_memory_padding=self.host_memory_padding,
-            hybrid_huffman_threshold=self.hybrid_huffman_threshold)
-
 
 @dataclass(frozen=True)
 class Evaluation:
-    every: int = setting(2, min=1, flat="eval_every")  # every N epochs (see original_schedule)
-    # None: the dataset's default protocol
-    protocol: str | None = setting(None, flat="eval_protocol")
-    batch_size: int = setting(EVAL_BATCH_SIZE, min=1, max=4096, flat="eval_batch_size")
-    # False: after epochs N, 2N, … counted from 1, and after the last. True, as the original's
-    # training script: after 0-based epochs N, 2N, … (2, 4, …, 80), not after epoch 0.
-    original_schedule: bool = setting(False, flat="eval_original_schedule")
-    # score gallery trial 0 only, as the original's script
-    first_trial_only: bool = setting(False, flat="eval_first_trial_only")
-    # average with the mirrored image's features; None: the method's
-    flip: bool | None = setting(None, flat="eval_flip")
+    every: int = setting(2, min=1, flat="eval_every",
+                         help="Evaluate every N epochs and at the end.")
+    protocol: str | None = setting(
+        None, flat="eval_protocol", flag="--protocol",
+        help="Protocol to evaluate (default: the dataset's; checked against the shards "
+        "before training).")
+    batch_size: int = setting(EVAL_BATCH_SIZE, min=1, max=4096, flat="eval_batch_size",
+                              resume=FREE, help="Images per evaluation batch.")
+    original_schedule: bool = setting(
+        False, flat="eval_original_schedule",
+        help="Evaluate as the original's training script: after 0-based epochs N, 2N, … "
+        "(2, 4, …, 80), not after epoch 0 (default: after epochs N, 2N, … counted from 1, and "
+        "after the last; on with --recipe original).")
+    first_trial_only: bool = setting(
+        False, flat="eval_first_trial_only",
+        help="Score gallery trial 0 only, as the original's script (on with --recipe "
+        "original).")
+    flip: bool | None = setting(
+        None, flat="eval_flip",
+        help="Evaluate with features averaged over each image and its mirrored copy "
+        "(default: the method's; caj: on, agw and base: off; off with --recipe original).")
 
     def __post_init__(self):
         check_fields(self)
@@ -138,19 +150,46 @@ class Evaluation:
 class RunSettings:
     """Where the run reads and writes, and how it computes."""
 
-    shards: str
-    out: str
-    device: Device = Device.AUTO
-    amp: Amp = Amp.AUTO
-    channels_last: bool = True
-    compile: bool = False
-    deterministic: bool = False  # deterministic CUDA kernels, no cuDNN autotuning
-    sync_bn: bool = False
-    log_every: int = setting(10, min=1)
-    max_steps: int | None = setting(None, min=1)  # cut every epoch short (smoke runs, tests)
-    resume: bool = False
-    verify: bool = True  # the shards' sha256 against the manifest before training
-    recipe: Recipe = Recipe.VIREID  # recorded; its settings are applied by ``with_recipe``
+    shards: str = setting(
+        resume=FREE, metavar="PATH",
+        help="Shard folder written by `vireid-shard build` (required unless --config or "
+        "--resume provides it). A resumed run compares the data (dataset, manifest, view), "
+        "not the path.")
+    out: str = setting(
+        resume=FREE, metavar="PATH",
+        help="Run folder: config, metrics.jsonl, tb/, checkpoints/. A new run needs a new or "
+        "empty folder; one run at a time.")
+    device: Device = setting(Device.AUTO, resume=FREE,
+                             help="auto (CUDA when a GPU is visible), cpu or cuda.")
+    amp: Amp = setting(
+        Amp.AUTO,
+        help="Mixed precision: auto (fp16 on CUDA, off on CPU; with --resume: the precision "
+        "the run was trained in), bf16, fp16 or off (float32, as the original). Off with "
+        "--recipe original.")
+    channels_last: bool = setting(True, help="Channels-last model and inputs.")
+    compile: bool = setting(False, flag="--compile", help="torch.compile the model.")
+    deterministic: bool = setting(
+        False, flag="--deterministic",
+        help="Bitwise repeatable CUDA runs: deterministic kernels and no cuDNN autotuning "
+        "(slower). Default: cuDNN picks the fastest kernels for the fixed input shapes.")
+    sync_bn: bool = setting(
+        False, flag="--sync-bn",
+        help="Synchronise BatchNorm statistics across processes (multi-process runs).")
+    log_every: int = setting(10, min=1, resume=FREE, help="Report losses every N steps.")
+    max_steps: int | None = setting(None, min=1, resume=CHECK,
+                                    help="Cut every epoch after N steps (smoke runs).")
+    resume: bool = setting(False, resume=FREE,
+                           help="Continue the run in --out from its checkpoint.")
+    verify: bool = setting(
+        True, resume=FREE,
+        help="Check every shard's sha256 against the manifest before training (~2 GB/s per "
+        "core from the page cache); --no-verify skips it.")
+    recipe: Recipe = setting(
+        Recipe.VIREID,
+        help="original: the original's training script where vireid's defaults differ "
+        "(--sampler original, --amp off, evaluation after 0-based epochs 2, 4, … on gallery "
+        "trial 0, without flip); options given explicitly still win. Every run keeps "
+        "checkpoints/best.pt (best fc Rank-1 on the test set, as the original selects).")
 
     def __post_init__(self):
         check_fields(self)
@@ -158,11 +197,14 @@ class RunSettings:
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """A training run's settings, in groups (``GROUPS``)."""
+
     run: RunSettings
     sampling: Sampling = field(default_factory=Sampling)
     optimisation: Optimisation = field(default_factory=Optimisation)
     model: ModelSettings = field(default_factory=ModelSettings)
     loader: LoaderSettings = field(default_factory=LoaderSettings)
+    decoder: DecoderOptions = field(default_factory=DecoderOptions)
     evaluation: Evaluation = field(default_factory=Evaluation)
 
     @property
@@ -173,6 +215,15 @@ class TrainConfig:
         from vireid.train.methods import get_method
 
         return get_method(self.model.method).epochs
+
+    def backend(self, device: str, device_id: int, num_threads: int | None,
+                local_processes: int = 1) -> Backend:
+        """Where and how the DALI loader makes this run's batches."""
+        loader = self.loader
+        return Backend(device=device, device_id=device_id, num_threads=num_threads,
+                       prefetch=loader.prefetch, cpu_augment=loader.cpu_augment,
+                       cache=loader.cache, decoder=self.decoder,
+                       local_processes=local_processes)
 
     def to_dict(self) -> dict:
         """The flat form, plain values only (choices as their words): JSON and
@@ -191,12 +242,12 @@ class TrainConfig:
     def from_flat(cls, **values) -> TrainConfig:
         """Build from flat names; an unknown name is an error, missing ones keep defaults."""
         grouped: dict[str, dict] = {group: {} for group in GROUPS}
-        known = {flat_name(f): (g, f.name) for g in GROUPS for f in fields(GROUPS[g])}
+        known = flat_fields(GROUPS)
         for name, value in values.items():
             if name not in known:
                 raise VireidError("configuration", f"unknown setting {name!r}")
-            group, attribute = known[name]
-            grouped[group][attribute] = value
+            group, item = known[name]
+            grouped[group][item.name] = value
         return cls(**{g: GROUPS[g](**v) for g, v in grouped.items() if v or g != "run"})
 
     @classmethod
@@ -209,12 +260,18 @@ class TrainConfig:
             filled.setdefault(name, value)
         return cls.from_flat(recipe=recipe, **filled)
 
-    def compatible_keys(self) -> tuple[str, ...]:
-        """Settings a resumed run must share with the run that wrote the checkpoint (the data
-        itself is compared by its identity: dataset, manifest hash, view)."""
-        return ("batch_ids", "num_pos", "method", "arch", "seed", "replace", "sampler", "lr",
-                "momentum", "weight_decay", "warmup_epochs", "milestones", "max_steps",
-                "erase_prob", "triplet", "views")
+
+def resume_rule(name: str) -> str:
+    """What a resumed run may do with flat setting ``name`` (``vireid.fields``: KEEP, FREE
+    or CHECK)."""
+    return flat_fields(GROUPS)[name][1].metadata.get("resume", KEEP)
+
+
+def checked_on_resume() -> tuple[str, ...]:
+    """Settings a resumed run must share with the run that wrote the checkpoint (the data
+    itself is compared by its identity: dataset, manifest hash, view)."""
+    return tuple(name for name, (_, item) in flat_fields(GROUPS).items()
+                 if item.metadata.get("resume") == CHECK)
 
 
 # What ``--recipe original`` changes (flat names): everything where vireid's defaults differ
@@ -226,6 +283,8 @@ RECIPES = {
                       "eval_flip": False},  # CAJ's training script scores without flip
 }
 
-GROUPS = {"run": RunSettings, "sampling": Sampling, "optimisation": Optimisation,
-          "model": ModelSettings, "loader": LoaderSettings, "evaluation": Evaluation}
+# the settings groups by their name in ``TrainConfig``, in the order of ``--help``'s panels
+GROUPS = {"run": RunSettings, "sampling": Sampling, "model": ModelSettings,
+          "optimisation": Optimisation, "loader": LoaderSettings, "decoder": DecoderOptions,
+          "evaluation": Evaluation}
 

@@ -5,7 +5,8 @@ with ``_`` for ``-``; ``eval_protocol`` for ``--protocol``), as JSON or TOML: a 
 ``config.json`` works as it is. Precedence: the defaults, then the file, then the options given
 on the command line. A resumed run takes its ``config.json``; an option given explicitly that
 disagrees with it is refused (it would otherwise be silently used or silently ignored), except
-the few that may change between sessions of one run (``RESUME_MAY_CHANGE``).
+the few that may change between sessions of one run (declared ``resume=FREE`` with the
+setting: its length, the machine, how fast it reads and logs, where the shards are).
 
 Example: ``vireid-train --config runs/a/config.json --out runs/b --lr 0.05`` repeats run ``a``
 with another learning rate.
@@ -20,21 +21,9 @@ import tomllib
 
 from vireid.choices import Recipe
 from vireid.errors import VireidError
-from vireid.train.config import TrainConfig
+from vireid.fields import FREE
+from vireid.train.config import TrainConfig, resume_rule
 from vireid.train.run_folder import checkpoint_path
-
-# where a run may continue differently: its length, the machine, how fast it reads and logs
-RESUME_MAY_CHANGE = frozenset({"out", "resume", "epochs", "device", "num_threads", "prefetch",
-                               # how a CUDA run decodes (same pixels within JPEG tolerance)
-                               "decode_on", "hw_decoder_load", "preallocate_width_hint",
-                               "preallocate_height_hint", "device_memory_padding",
-                               "host_memory_padding", "hybrid_huffman_threshold",
-                               "cpu_augment", "cache", "loader", "log_every", "verify",
-                               "eval_batch_size",
-                               # compared by what they select (dataset, manifest, view), so
-                               # another path to the same shards or the default trial spelled
-                               # out still resumes
-                               "shards", "trial"})
 
 
 def read_config_file(path) -> dict:
@@ -76,7 +65,7 @@ def resumed_settings(out, explicit: dict, job: bool = False) -> tuple[dict, dict
         raise VireidError(checkpoint_path(out), "nothing to resume (no checkpoint)")
     saved = read_config_file(saved_path)
     for name, value in explicit.items():
-        if name in RESUME_MAY_CHANGE or name not in saved:
+        if name not in saved or resume_rule(name) == FREE:
             continue
         if _plain(value) != _plain(saved[name]):
             raise VireidError(saved_path, f"the run has {name}={saved[name]!r}; a resumed run "

@@ -19,7 +19,7 @@ from vireid.loader import make_train_loader
 from vireid.loader.source import ShardBytes
 from vireid.loader.train_base import default_threads
 from vireid.train.checkpoint import load_checkpoint, load_weights, restore_rng, restore_scaler
-from vireid.train.config import TrainConfig
+from vireid.train.config import TrainConfig, checked_on_resume
 from vireid.train.device import (
     PRECISIONS,
     configure_cuda,
@@ -93,7 +93,7 @@ def _run(config: TrainConfig, env: DistEnv, reporter: Reporter, device: torch.de
         _check_resumable(config, saved, identity)
     mode = _precision(config, device, saved)
     torch.manual_seed(config.sampling.seed)  # model initialisation; batches have their own
-    backend = config.loader.backend(device.type, device.index or 0, _threads(config, env),
+    backend = config.backend(device.type, device.index or 0, _threads(config, env),
                                     env.local_world_size)
     with ShardBytes(run.shards) as source:  # opened once: training and every evaluation
         loader = make_train_loader(config.loader.kind, source, _sampling(config), backend,
@@ -144,7 +144,7 @@ def _check_resumable(config: TrainConfig, state: dict, identity: DataIdentity) -
     where = checkpoint_path(config.run.out)
     check_same_data(identity, state, where, config.run.shards)
     saved, mine = state["config"], config.to_dict()
-    for key in config.compatible_keys():
+    for key in checked_on_resume():
         if key in saved and saved[key] != mine[key]:  # a setting older runs lack: not checked
             raise VireidError(where, f"was written with {key}={saved.get(key)!r}, this run "
                               f"has {mine[key]!r}")
