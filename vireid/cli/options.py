@@ -4,7 +4,8 @@ A command declares the options that are not settings itself (``--config``, ``--n
 and takes the rest, one per field, from its settings groups: the flag is ``--flat-name``
 (or the field's ``flag``), the help, bounds and metavar are the field's, and the value is
 checked while parsing by the same function that checks a config file's
-(``vireid.fields.check_value``), so a bad value is refused the same way from everywhere.
+(``vireid.fields.check_value``), so a bad value is refused with the same words from
+everywhere (typer's own range types are not used: their messages differ).
 ``--help`` lists the options in one panel per settings group.
 
 Example::
@@ -69,12 +70,24 @@ def _option(cls: type, field: dataclasses.Field, panel: str, required: bool,
             more: str | None):
     meta = field.metadata
     default = field.default if field.default is not dataclasses.MISSING else None
-    help_text = " ".join(part for part in (meta.get("help"), more) if part)
-    bounds = {key: meta[key] for key in ("min", "max") if meta.get(key) is not None}
+    help_text = " ".join(part for part in (meta.get("help"), more, _range(meta)) if part)
     return typer.Option(... if required else default,
                         *([meta["flag"]] if meta.get("flag") else []),
                         help=help_text, metavar=meta.get("metavar"), rich_help_panel=panel,
-                        callback=_checked(cls, field), **bounds)
+                        callback=_checked(cls, field))
+
+
+def _range(meta) -> str:
+    """The bounds as help text, e.g. ``[range: 1 ≤ x ≤ 64]`` or ``[range: x ≥ 0]`` (the
+    field's check enforces them, with the same words from every way in)."""
+    low = (f"{meta['min']:g}", "≤", "≥") if meta.get("min") is not None else \
+        (f"{meta['above']:g}", "<", ">") if meta.get("above") is not None else None
+    high = f"{meta['max']:g}" if meta.get("max") is not None else None
+    if low and high:
+        return f"[range: {low[0]} {low[1]} x ≤ {high}]"
+    if low:
+        return f"[range: x {low[2]} {low[0]}]"
+    return f"[range: x ≤ {high}]" if high else ""
 
 
 def _checked(cls: type, field: dataclasses.Field):
