@@ -55,6 +55,15 @@ def setting(default: Any = dataclasses.MISSING, *, help: str = "", min: float | 
     return dataclasses.field(default=default, metadata=metadata)
 
 
+def like(cls: type, name: str, **changes) -> Any:
+    """Setting ``name`` of ``cls`` declared again in another group (another command's
+    settings): the same help, bounds, rule and checks; ``changes`` may give it another
+    ``default``, ``flat`` name, ``flag`` or ``help``."""
+    field = next(f for f in dataclasses.fields(cls) if f.name == name)
+    default = changes.pop("default", field.default)
+    return dataclasses.field(default=default, metadata={**field.metadata, **changes})
+
+
 def flat_name(field: dataclasses.Field) -> str:
     return field.metadata.get("flat") or field.name
 
@@ -150,7 +159,9 @@ def _as(name: str, value, kind):
 
 def _as_tuple(name: str, value, items: tuple) -> tuple:
     if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
-        raise VireidError(name, f"{value!r} is not a list of {len(items)} values")
+        raise VireidError(name, f"{value!r} is not a list of values")
+    if len(items) == 2 and items[1] is Ellipsis:  # tuple[X, ...]: any number of X
+        return tuple(_as(name, v, items[0]) for v in value)
     if len(value) != len(items):
         raise VireidError(name, f"needs {len(items)} values (got {len(value)})")
     return tuple(_as(name, v, kind) for v, kind in zip(value, items, strict=True))

@@ -105,8 +105,10 @@ def _checked(cls: type, field: dataclasses.Field):
 
 
 def _cli_type(hint):
-    """The type typer parses: ``X | None`` → ``X``."""
+    """The type typer parses: ``X | None`` → ``X``; ``tuple[X, ...]`` → ``list[X]`` (a
+    repeated option)."""
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        kinds = [kind for kind in typing.get_args(hint) if kind is not type(None)]
-        return kinds[0]
+        hint = next(kind for kind in typing.get_args(hint) if kind is not type(None))
+    if typing.get_origin(hint) is tuple and typing.get_args(hint)[1:] == (Ellipsis,):
+        return list[typing.get_args(hint)[0]]
     return hint

@@ -8,78 +8,50 @@ from pathlib import Path
 
 import typer
 
-from vireid.choices import Amp, Device, Feature, LoaderKind
+from vireid.choices import Feature
 from vireid.cli.common import new_app, user_errors
+from vireid.cli.options import PanelCommand, with_settings
 from vireid.cli.tables import render_rows
 from vireid.errors import VireidError
 from vireid.eval.rerank import Rerank
-from vireid.train.checkpoint_eval import EvaluationSettings
+from vireid.train.checkpoint_eval import DERIVED, EvaluationSettings
 
 app = new_app("Evaluate a vireid checkpoint on the original protocols (all trials).")
 
 
-@app.command()
 def test(
-    shards: Path = typer.Option(..., help="Shard folder written by `vireid-shard build`."),
+    shards: Path = typer.Option(..., help="Shard folder written by `vireid-shard build`.",
+                                rich_help_panel="Input"),
     checkpoint: Path = typer.Option(None, help="Checkpoint written by vireid-train "
                                     "(RUN_DIR/checkpoints/last.pt or best.pt), or the folder "
                                     "of a `vireid-train --trial all` job: each RegDB trial "
                                     "scored with its own model, both directions, and the "
                                     "mean over the trials. Exactly one of --checkpoint and "
-                                    "--features."),
+                                    "--features.", rich_help_panel="Input"),
     features: Path = typer.Option(None, "--features", help="Evaluate the features saved by "
                                   "--save-features instead of a model (the shards still give "
-                                  "the trials and must hold the same test images)."),
-    save_features: Path = typer.Option(None, "--save-features", help="Also write the test "
-                                       "features to this .npz file (pool and fc float32, per "
-                                       "image its pid, camera, modality and shard key)."),
+                                  "the trials and must hold the same test images).",
+                                  rich_help_panel="Input"),
+    feature: Feature = typer.Option(Feature.BOTH, help="pool (L2-normalised GeM feature), fc "
+                                    "(L2-normalised BNNeck feature) or both.",
+                                    rich_help_panel="Evaluation"),
     rerank: bool = typer.Option(False, "--rerank", help="k-reciprocal re-ranking (Zhong et "
                                 "al., CVPR 2017) of every trial; off by default, and every "
-                                "row says so."),
-    flip: bool = typer.Option(EvaluationSettings.flip, "--flip/--no-flip", help="Average "
-                              "each image's features with its horizontally mirrored copy's "
-                              "and L2-normalise again (CAJ's test script). Default: the "
-                              "checkpoint's method's (caj: on; agw, base: off); the line "
-                              "naming the checkpoint says which, and flipped rows say "
-                              "(flip)."),
-    rerank_k1: int = typer.Option(Rerank.k1, "--rerank-k1", min=1, help="Re-ranking k1."),
+                                "row says so.", rich_help_panel="Re-ranking"),
+    rerank_k1: int = typer.Option(Rerank.k1, "--rerank-k1", min=1, help="Re-ranking k1.",
+                                  rich_help_panel="Re-ranking"),
     rerank_k2: int = typer.Option(Rerank.k2, "--rerank-k2", min=1, help="Re-ranking k2 (local "
-                                  "query expansion)."),
+                                  "query expansion).", rich_help_panel="Re-ranking"),
     rerank_lambda: float = typer.Option(Rerank.lam, "--rerank-lambda", min=0.0, max=1.0,
-                                        help="Re-ranking λ: weight of the original distance."),
-    protocol: str = typer.Option(EvaluationSettings.protocol, help="sysu-all, sysu-indoor, "
-                                 "regdb-v2t, regdb-t2v, llcm-ir2vis or llcm-vis2ir (default: "
-                                 "the dataset's)."),
-    trial: int = typer.Option(EvaluationSettings.trial, min=0, help="Only this trial (RegDB: "
-                              "default the trial the checkpoint was trained on)."),
-    feature: Feature = typer.Option(Feature.BOTH, help="pool (L2-normalised GeM feature), fc "
-                                    "(L2-normalised BNNeck feature) or both."),
-    loader: LoaderKind = typer.Option(EvaluationSettings.loader, help="dali or reference (plain "
-                                      "PyTorch)."),
-    device: Device = typer.Option(EvaluationSettings.device, help="auto (CUDA when a GPU is "
-                                  "visible), cpu or cuda."),
-    amp: Amp = typer.Option(EvaluationSettings.amp, help="Feature precision: off (float32, as "
-                            "the original) or, opt-in, auto (fp16 on CUDA), bf16 or fp16."),
-    batch_size: int = typer.Option(EvaluationSettings.batch_size, min=1, max=4096,
-                                   help="Images per forward pass (1-4096; never more than "
-                                   "the test images)."),
-    verify: bool = typer.Option(EvaluationSettings.verify, help="Check every shard's sha256 "
-                                "against the manifest first; --no-verify skips it."),
+                                        help="Re-ranking λ: weight of the original distance.",
+                                        rich_help_panel="Re-ranking"),
     json_out: Path = typer.Option(None, "--json", help="Also write every row to this JSON "
-                                  "file (its folder is checked before the evaluation)."),
-    rank_lists: int = typer.Option(0, min=0, max=1000, help="Write PNG rank lists of N "
-                                   "queries (evenly spaced over the first scored trial's "
-                                   "queries): the query, then its top-10 gallery images framed "
-                                   "green (same identity) or red, with rank, camera and "
-                                   "distance."),
-    queries: list[str] = typer.Option(None, "--queries", help="Rank lists of these queries "
-                                      "instead (shard keys; repeat the option)."),
+                                  "file (its folder is checked before the evaluation).",
+                                  rich_help_panel="Evaluation"),
     out: Path = typer.Option(None, "--out", help="Folder of the rank lists (default: "
-                             "RUN/rank-lists beside the checkpoint)."),
-    allow_missing_trials: bool = typer.Option(False, "--allow-missing-trials", help="Score a "
-                                              "`--trial all` folder that lacks trials (by "
-                                              "default refused); its mean rows then name "
-                                              "the trials they cover."),
+                             "RUN/rank-lists beside the checkpoint).",
+                             rich_help_panel="Evaluation"),
+    **given,
 ) -> None:
     """Print a table per trial and the average; features are extracted once for all trials.
 
@@ -90,8 +62,9 @@ def test(
     from vireid.train.evaluation import FEATURES
 
     with user_errors():
+        save_features = given["save_features"]
         check_sources(checkpoint, features, save_features)
-        lists = bool(rank_lists or queries)
+        lists = bool(given["rank_lists"] or given["queries"])
         if lists and (features or checkpoint.is_dir()):
             raise VireidError("--rank-lists", "needs one checkpoint file (the pictures come "
                               "from its ranking)")
@@ -101,19 +74,18 @@ def test(
         folder = rank_list_folder(checkpoint, out) if lists else None
         check_before_work(shards, checkpoint=checkpoint, features=features,
                           files={"--json": json_out, "--save-features": save_features},
-                          folders={"--out": folder}, device=device)
+                          folders={"--out": folder}, device=given["device"])
         kinds = FEATURES if feature is Feature.BOTH else (feature.value,)
         reranking = Rerank(rerank_k1, rerank_k2, rerank_lambda) if rerank else None
-        settings = EvaluationSettings(protocol, trial, kinds, loader, device, amp, batch_size,
-                                      verify=verify, rerank=reranking, flip=flip,
-                                      save_features=str(save_features) if save_features
-                                      else None, rank_lists=rank_lists,
-                                      queries=tuple(queries or ()),
-                                      lists_out=str(out) if out else None,
-                                      allow_missing_trials=allow_missing_trials)
+        settings = EvaluationSettings(**given, kinds=kinds, rerank=reranking,
+                                      lists_out=str(out) if out else None)
         run(shards, checkpoint or features, settings, json_out, from_features=bool(features))
         if folder:
             typer.echo(f"rank lists: {folder}")
+
+
+with_settings(test, {"Evaluation": EvaluationSettings}, skip=DERIVED)
+app.command(cls=PanelCommand)(test)
 
 
 def run(shards: Path, source: Path, settings: EvaluationSettings, json_out: Path | None,

@@ -17,11 +17,13 @@ from vireid.eval.protocols import samples_to_extract, score_rows
 from vireid.eval.ranklists import plan_rank_lists, write_rank_lists
 from vireid.eval.rerank import Rerank
 from vireid.eval.saved import check_covers, load_features, save_features
-from vireid.loader.settings import EVAL_BATCH_SIZE, Backend
+from vireid.fields import check_fields, like, setting
+from vireid.loader.settings import Backend
 from vireid.loader.source import ShardBytes
 from vireid.outputs import check_file_output, check_folder_output, check_outputs
 from vireid.shards.checksums import check_checksums
 from vireid.train.checkpoint import load_weights
+from vireid.train.config import Evaluation, LoaderSettings, RunSettings
 from vireid.train.device import resolve_amp, resolve_device
 from vireid.train.evaluation import FEATURES, scoring_plan, use_flip
 from vireid.train.imported import read_model_checkpoint
@@ -33,25 +35,55 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class EvaluationSettings:
-    """How ``vireid-test`` evaluates (its defaults are the command's)."""
+    """How ``vireid-test`` evaluates; the fields shared with training are declared there
+    once (``like``) and the command's options are made from these fields."""
 
-    protocol: str | None = None  # None: the dataset's default
-    trial: int | None = None  # per-trial datasets: the checkpoint's own; else all trials
-    kinds: tuple[str, ...] = FEATURES
-    loader: LoaderKind = LoaderKind.DALI
-    device: Device = Device.AUTO
-    amp: Amp = Amp.OFF  # float32 features, as the original; mixed precision is opt-in
-    batch_size: int = EVAL_BATCH_SIZE
+    protocol: str | None = like(Evaluation, "protocol", flat="protocol", flag=None)
+    trial: int | None = setting(
+        None, min=0,
+        help="Only this trial (RegDB: default the trial the checkpoint was trained on).")
+    kinds: tuple[str, ...] = FEATURES  # pool and/or fc (the command's --feature)
+    loader: LoaderKind = like(LoaderSettings, "kind", flat="loader")
+    device: Device = like(RunSettings, "device")
+    amp: Amp = setting(  # float32 features, as the original; mixed precision is opt-in
+        Amp.OFF, help="Feature precision: off (float32, as the original) or, opt-in, auto "
+        "(fp16 on CUDA), bf16 or fp16.")
+    batch_size: int = like(Evaluation, "batch_size", flat="batch_size",
+                           help="Images per forward pass (never more than the test images).")
     channels_last: bool = True
     num_threads: int | None = None
-    verify: bool = True  # the shards' sha256 first
-    rerank: Rerank | None = None  # k-reciprocal re-ranking (opt-in)
-    flip: bool | None = None  # average with the mirrored images' features; None: the method's
-    save_features: str | None = None  # also write the extracted features to this .npz
-    rank_lists: int = 0  # PNG rank-list sheets of this many queries (0: none)
-    queries: tuple[str, ...] = ()  # or of these queries, by shard key
+    verify: bool = like(RunSettings, "verify")
+    rerank: Rerank | None = None  # k-reciprocal re-ranking (opt-in: the command's --rerank)
+    flip: bool | None = setting(
+        None, flag="--flip/--no-flip",
+        help="Average each image's features with its horizontally mirrored copy's and "
+        "L2-normalise again (CAJ's test script). Default: the checkpoint's method's (caj: "
+        "on; agw, base: off); the line naming the checkpoint says which, and flipped rows "
+        "say (flip).")
+    save_features: str | None = setting(
+        None, metavar="FILE",
+        help="Also write the test features to this .npz file (pool and fc float32, per image "
+        "its pid, camera, modality and shard key).")
+    rank_lists: int = setting(
+        0, min=0, max=1000,
+        help="Write PNG rank lists of N queries (evenly spaced over the first scored trial's "
+        "queries): the query, then its top-10 gallery images framed green (same identity) or "
+        "red, with rank, camera and distance.")
+    queries: tuple[str, ...] = setting(
+        (), metavar="KEY",
+        help="Rank lists of these queries instead (shard keys; repeat the option).")
     lists_out: str | None = None  # their folder (None: RUN/rank-lists beside the checkpoint)
-    allow_missing_trials: bool = False  # score a `--trial all` folder that lacks trials
+    allow_missing_trials: bool = setting(
+        False, flag="--allow-missing-trials",
+        help="Score a `--trial all` folder that lacks trials (by default refused); its mean "
+        "rows then name the trials they cover.")
+
+    def __post_init__(self):
+        check_fields(self)
+
+
+# the settings that are not options of their own (vireid-test derives them from others)
+DERIVED = ("kinds", "channels_last", "num_threads", "rerank", "lists_out")
 
 
 def check_before_work(shards, *, checkpoint=None, features=None,

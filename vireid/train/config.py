@@ -118,8 +118,9 @@ class Evaluation:
                          help="Evaluate every N epochs and at the end.")
     protocol: str | None = setting(
         None, flat="eval_protocol", flag="--protocol",
-        help="Protocol to evaluate (default: the dataset's; checked against the shards "
-        "before training).")
+        help="Protocol to evaluate: sysu-all, sysu-indoor, regdb-v2t, regdb-t2v, llcm-ir2vis "
+        "or llcm-vis2ir (default: the dataset's; checked against the shards before any "
+        "work).")
     batch_size: int = setting(EVAL_BATCH_SIZE, min=1, max=4096, flat="eval_batch_size",
                               resume=FREE, help="Images per evaluation batch.")
     original_schedule: bool = setting(
@@ -182,7 +183,7 @@ class RunSettings:
                            help="Continue the run in --out from its checkpoint.")
     verify: bool = setting(
         True, resume=FREE,
-        help="Check every shard's sha256 against the manifest before training (~2 GB/s per "
+        help="Check every shard's sha256 against the manifest before any work (~2 GB/s per "
         "core from the page cache); --no-verify skips it.")
     recipe: Recipe = setting(
         Recipe.VIREID,
