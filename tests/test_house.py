@@ -2,7 +2,7 @@
 
 Imports run one way, each layer importing only from the layers below it:
 
-    0  vireid (the package root), constants, records, errors, choices, fields, outputs
+    0  vireid (the package root), constants, records, errors, choices, fields, outputs, files
     1  datasets          raw layout → records
     2  shards            records → tar + .idx + manifest
     3  loader, model, fake
@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "vireid"
 LAYERS = {"base": 0, "datasets": 1, "shards": 2, "loader": 3, "model": 3, "fake": 3,
           "eval": 4, "train": 5, "cli": 6}
-BASE_MODULES = {"constants", "records", "errors", "choices", "fields", "outputs"}
+BASE_MODULES = {"constants", "records", "errors", "choices", "fields", "outputs", "files"}
 CONFINED = {  # third-party top-level package → where it may be imported
     "nvidia": "vireid/loader/",
     "numba": "vireid/loader/fused.py",

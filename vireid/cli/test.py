@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import typer
@@ -14,6 +13,7 @@ from vireid.cli.options import PanelCommand, with_settings
 from vireid.cli.tables import render_rows
 from vireid.errors import VireidError
 from vireid.eval.rerank import Rerank
+from vireid.files import replaced_atomically
 from vireid.train.checkpoint_eval import DERIVED, EvaluationSettings
 
 app = new_app("Evaluate a vireid checkpoint on the original protocols (all trials).")
@@ -139,12 +139,10 @@ def write_json(path: Path, rows: list[dict]) -> None:
     """Write ``rows`` whole or not at all (temporary file, then rename)."""
     from vireid.errors import VireidError
 
-    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
     try:
-        partial.write_text(json.dumps(rows, indent=2) + "\n")
-        os.replace(partial, path)
+        with replaced_atomically(path) as partial:
+            partial.write_text(json.dumps(rows, indent=2) + "\n")
     except OSError as error:
-        partial.unlink(missing_ok=True)
         raise VireidError(path, f"cannot write: {error.strerror or error}") from None
 
 

@@ -9,13 +9,13 @@ deterministically (evenly spaced over the trial's queries) or by shard key.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from vireid.errors import VireidError
+from vireid.files import replaced_atomically
 
 TOP = 10
 FRAME = 4  # pixels of coloured border around each image
@@ -108,15 +108,9 @@ def draw(ranked: Ranked, manifest, read_pixels, path: Path) -> Path:
                       fill=COLOURS[kind])
         sheet.paste(Image.fromarray(read_pixels(sample)), (x + FRAME, FRAME))
         pen.text((x + 1, height + 2 * FRAME + 1), caption, fill=(0, 0, 0))
-    partial = path.with_name(f".{path.name}.partial")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with replaced_atomically(path) as partial:
         sheet.save(partial, format="PNG")
-        partial.replace(path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            partial.unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -11,7 +11,6 @@ array's header fits this layout (``vireid.eval.npz``), and only if every feature
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import numpy as np
 from vireid.errors import VireidError
 from vireid.eval.features import Features, check_finite
 from vireid.eval.npz import read_npz
+from vireid.files import replaced_atomically
 
 # array → (dimensions, dtype kinds); a dimension of 1 or 2 has one row per sample
 SHAPES = {"samples": (1, "iu"), "pool": (2, "f"), "fc": (2, "f"), "pid": (1, "iu"),
@@ -59,12 +59,10 @@ def save_features(path, features: Features, manifest, protocol: str, checkpoint,
         "protocol": np.array(protocol), "checkpoint": np.array(str(checkpoint)),
         "view": np.array(view or ""), "flip": np.array(bool(flip)),
     }
-    partial = path.with_name(f".{path.name}.partial-{os.getpid()}.npz")
     try:
-        np.savez(partial, **arrays)
-        os.replace(partial, path)
+        with replaced_atomically(path, suffix=".npz") as partial:
+            np.savez(partial, **arrays)
     except OSError as error:
-        partial.unlink(missing_ok=True)
         raise VireidError(path, f"cannot write: {error.strerror or error}") from None
 
 

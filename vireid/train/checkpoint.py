@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from vireid.errors import VireidError
+from vireid.files import replaced_atomically
 
 CHECKPOINT_FORMAT = "vireid.checkpoint/1"
 
@@ -58,21 +59,18 @@ def restore_scaler(scaler, saved: dict) -> None:
 def save_checkpoint(payload: dict, path: Path) -> None:
     """Atomically write ``payload`` (plus the format tag) to ``path``.
 
-    The temporary name carries the process id, so two writers can never rename each other's
-    half-written file into place. Any failure (``torch.save`` reports a full disk as a
-    RuntimeError, the file system as OSError) removes the temporary file and is one line.
+    Through ``vireid.files.replaced_atomically``, flushed to disk before the rename. Any
+    failure (``torch.save`` reports a full disk as a RuntimeError, the file system as
+    OSError) removes the temporary file and is one line.
     """
     path = Path(path)
-    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(partial, "wb") as handle:
+        with replaced_atomically(path) as partial, open(partial, "wb") as handle:
             torch.save({"format": CHECKPOINT_FORMAT, **payload}, handle)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(partial, path)
     except (OSError, RuntimeError) as error:
-        partial.unlink(missing_ok=True)
         kept = " (the previous checkpoint is intact)" if path.exists() else ""
         raise VireidError(path, f"cannot write checkpoint: {_reason(error, path)}{kept}") \
             from None

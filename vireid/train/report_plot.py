@@ -15,11 +15,10 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 
+from vireid.files import replaced_atomically
 from vireid.train.evaluation import summary_rows
 
 log = logging.getLogger(__name__)
@@ -134,15 +133,8 @@ def draw(figure, rows: list[dict]) -> None:
 
 def save_atomically(figure, path: Path) -> None:
     """PNG to a temporary file beside ``path``, then renamed over it."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".png",
-                                         dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            figure.savefig(stream, format="png", dpi=DPI)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with replaced_atomically(path) as partial, open(partial, "wb") as stream:
+        figure.savefig(stream, format="png", dpi=DPI)
 
 
 def write_report(run_dir: Path) -> Path | None:

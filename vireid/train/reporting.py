@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from vireid.errors import VireidError
+from vireid.files import replaced_atomically
 
 DALI_DISTRIBUTIONS = ("nvidia-dali-cuda130", "nvidia-dali-cuda120")
 
@@ -26,7 +27,8 @@ def _writing(where: Path) -> Iterator[None]:
 
 
 def _write(path: Path, value) -> None:
-    path.write_text(json.dumps(value, indent=2, default=str) + "\n")
+    with replaced_atomically(path) as partial:
+        partial.write_text(json.dumps(value, indent=2, default=str) + "\n")
 
 
 class Reporter:

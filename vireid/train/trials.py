@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from vireid.errors import VireidError
+from vireid.files import replaced_atomically
 from vireid.shards.manifest import load_manifest
 from vireid.train.checkpoint import load_checkpoint
 from vireid.train.run_folder import check_apart, check_writable_target, checkpoint_path
@@ -68,9 +69,8 @@ def start_job(out: Path, config) -> None:
         raise VireidError(out, f"{held}: a new job needs a new or empty folder")
     try:
         out.mkdir(parents=True, exist_ok=True)
-        partial = out / "config.json.partial"
-        partial.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
-        partial.replace(out / "config.json")
+        with replaced_atomically(out / "config.json") as partial:
+            partial.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     except OSError as error:
         raise VireidError(out, f"cannot write ({error.strerror or error})") from None
 
