@@ -39,7 +39,7 @@ def test_bad_files(tmp_path):
         load_checkpoint(tmp_path / "absent.pt")
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"junk")
-    with pytest.raises(VireidError, match="junk.pt: not a readable checkpoint"):
+    with pytest.raises(VireidError, match="junk.pt: not a torch checkpoint"):
         load_checkpoint(junk)
     other = tmp_path / "other.pt"
     torch.save({"state_dict": {}}, other)

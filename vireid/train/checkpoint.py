@@ -16,6 +16,7 @@ import torch
 
 from vireid.errors import VireidError
 from vireid.files import replaced_atomically
+from vireid.model.original import read_original
 
 CHECKPOINT_FORMAT = "vireid.checkpoint/1"
 
@@ -93,15 +94,10 @@ def _disk_full(path: Path) -> bool:
     return stats.f_bavail * stats.f_frsize < 1 << 20
 
 
-def load_checkpoint(path: Path, map_location="cpu") -> dict:
-    """Read a vireid checkpoint with ``weights_only=True``; anything else is a VireidError."""
-    path = Path(path)
-    if not path.is_file():
-        raise VireidError(path, "checkpoint not found")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # noqa: BLE001 - torch raises many types for bad files
-        raise VireidError(path, f"not a readable checkpoint ({type(error).__name__})") from None
+def load_checkpoint(path: Path) -> dict:
+    """Read a vireid checkpoint (``weights_only``, through the one safe reader of
+    ``vireid.model.original``); anything else is a VireidError."""
+    payload = read_original(path)
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise VireidError(path, f"not a {CHECKPOINT_FORMAT} checkpoint")
     return payload

@@ -10,13 +10,12 @@ the class count differs (another dataset), the classifier starts afresh and one 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import torch
 
 from vireid.errors import VireidError
 from vireid.model.original import is_original, original_to_vireid, read_original
-from vireid.train.checkpoint import load_checkpoint
+from vireid.train.checkpoint import CHECKPOINT_FORMAT
 
 log = logging.getLogger(__name__)
 CLASSIFIER = "head.classifier.weight"
@@ -26,19 +25,12 @@ ORIGINAL_SELECTION = "the original's own selection: best fc Rank-1 on the test s
 def read_model_checkpoint(path) -> dict:
     """A vireid checkpoint, or the original's converted to the same fields (``model``,
     ``num_classes``, ``arch``, ``method``, ``epoch``, ``config``, ``selected_on``)."""
-    try:
-        return load_checkpoint(path)
-    except VireidError as vireid_error:
-        if not Path(path).is_file():
-            raise
-        try:
-            payload = read_original(path)
-        except VireidError as original_error:
-            if "could run code" in str(original_error):
-                raise
-            raise vireid_error from None
-        if not is_original(payload):
-            raise vireid_error from None
+    payload = read_original(path)  # read once; the content tells the format
+    if isinstance(payload, dict) and payload.get("format") == CHECKPOINT_FORMAT:
+        return payload
+    if not is_original(payload):
+        raise VireidError(path, f"not a {CHECKPOINT_FORMAT} checkpoint, nor one of the "
+                          "original AGW code's")
     model, classes, arch, method = original_to_vireid(payload["net"], where=path)
     return {"format": "original AGW", "model": model, "num_classes": classes, "arch": arch,
             "method": method, "epoch": int(payload.get("epoch", 0)), "config": {},
