@@ -31,10 +31,16 @@ lint: install
 bench: install
 	$(BIN)/python -m benchmarks
 
-# On a CUDA machine: every gpu-marked test and the GPU benchmark rows, results into
-# $(GPU_RESULTS). Needs no install or network (DALI importable); without CUDA: exit code 2.
+# On a CUDA machine (docs/gpu-check.md): the GPU plan — install the .gpuw* wheels, probe the
+# machine, the gpu tests by group, the GPU benchmark rows — each step in its own process
+# group under its own budget (GPU_BUDGET seconds in all, installs included), results written
+# into $(GPU_RESULTS) as they come. No network, no install of vireid. On the lent GPU
+# machine: bring .gpuw1 … .gpuwN-1 in one `run` each (carry), then in the last run, with
+# carry .gpuwN and timeout_s 540: PYTHONUNBUFFERED=1 python3 tools/gpu_check.py --out $OUT
+# (this target with GPU_RESULTS=$OUT where make exists). Without CUDA: one line, exit code 2.
+GPU_BUDGET ?= 480
 gpu-check:
-	@PYTHONPATH="$(CURDIR):$$PYTHONPATH" $(PYTHON) tools/gpu_check.py --out $(GPU_RESULTS)
+	@$(PYTHON) tools/gpu_check.py --out $(GPU_RESULTS) --budget $(GPU_BUDGET)
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR)

@@ -5,8 +5,9 @@ The defaults of ``DecoderOptions`` come from DALI's documentation, not from meas
 runner measures them for 144×288 JPEGs: ``mixed`` against CPU decoding (then copied to the
 GPU), ``hw_decoder_load``, the hardware decoder's preallocation hints, nvJPEG's device and
 host memory paddings, ``hybrid_huffman_threshold``, the prefetch depth and DALI's threads.
-Rows are measured one after another in this process (a fresh loader each); each gives
-images/s, its ratio to the defaults' row and the GPU memory in use (DALI's buffers included).
+Rows are measured one after another in this process (a fresh loader each) and written as
+they are measured; each gives images/s, its ratio to the defaults' row (measured first) and
+the GPU memory in use (DALI's buffers included).
 Without a CUDA GPU it says so in one line and measures nothing.
 
     python -m benchmarks.decoder
@@ -111,12 +112,11 @@ def main(argv=None) -> list[dict]:
     rows = []
     for option, value, settings in sweep(manifest.height, manifest.width, default_threads()):
         name = "defaults" if option == "defaults" else f"{option} = {value}"
-        rows.append({**base, "name": name, "option": option, "value": value,
-                     **measure_row(shards, settings, default_threads() + 1, args)})
-    default = rows[0]["images_per_s"]
-    for row in rows:
-        row["ratio_to_default"] = row["images_per_s"] / default
-    emit(rows, args.results)
+        row = {**base, "name": name, "option": option, "value": value,
+               **measure_row(shards, settings, default_threads() + 1, args)}
+        row["ratio_to_default"] = row["images_per_s"] / (rows or [row])[0]["images_per_s"]
+        rows.append(row)
+        emit([row], args.results)  # each row as measured: a sweep cut short keeps its rows
     return rows
 
 

@@ -121,15 +121,10 @@ def loader_rows(args, work: Path, env: dict) -> list[dict]:
     table["vireid reference loader (jpeg, PyTorch)"] = (reference_batches, (jpeg,),
                                                         cached(jpeg), {"threads": 1})
     table.update(caj_table(root, jpeg, threads, workers, cached(jpeg)))
-    skipped = []
     if _has_gpu():
-        skipped = gpu_table(table, jpeg, threads, cached(jpeg))
-    if args.rows:  # the baselines the ratios need, and the rows asked for
-        table = {name: row for name, row in table.items()
-                 if name.startswith(("original", "CAJ original", "DALI decode-only"))
-                 or any(text in name for text in args.rows)}
-    table = {name: row for name, row in table.items()
-             if not any(text in name for text in args.skip_rows)}
+        gpu_table(table, jpeg, threads, cached(jpeg))
+    table = {name: row for name, row in table.items() if wanted(name, args)}
+    skipped = skip_cache_rows(table, jpeg, threads)
     measured = interleaved({name: row[:3] for name, row in table.items()}, steps=args.steps,
                            warmup=args.warmup, repeats=args.repeats, settle=args.settle,
                            images={name: row[3].get("batch", IMAGES_PER_STEP)
@@ -151,8 +146,36 @@ def caj_table(root: Path, jpeg: Path, threads: int, workers: int, before) -> dic
             reference_batches, (jpeg, "channel"), before, {"threads": 1, **CAJ})}
 
 
-def gpu_table(table: dict, jpeg: Path, threads: int, before) -> list[dict]:
-    """Adds the GPU rows to ``table``; returns rows for those this machine cannot run."""
+BASELINES = ("original", "CAJ original", "DALI decode-only")  # what the ratios divide by
+
+
+def wanted(name: str, args) -> bool:
+    """The rows of ``--rows`` (all without it) and the baselines of the ratios (unless
+    ``--no-baselines``), less those of ``--skip-rows``."""
+    if any(text in name for text in args.skip_rows):
+        return False
+    asked = any(text in name for text in args.rows or [])
+    if name.startswith(BASELINES):
+        return asked or args.baselines
+    return asked or not args.rows
+
+
+def skip_cache_rows(table: dict, jpeg: Path, threads: int) -> list[dict]:
+    """Rows for the decoded-cache GPU rows of ``table`` that cannot run here (taken out of
+    ``table``); only the rows still wanted are tried, each delivering one batch first."""
+    skipped = []
+    for name in [n for n in table if n.startswith("vireid DALI gpu, ") and " cache " in n]:
+        problem = cache_problem(jpeg, threads, table[name][1][2]["cache"])
+        if problem:
+            print(f"loader: row {name!r} skipped: {problem}", file=sys.stderr)
+            skipped.append({"name": name, **{k: v for k, v in table.pop(name)[3].items()
+                                             if k != "target_key"},
+                            "note": f"skipped: {problem}"})
+    return skipped
+
+
+def gpu_table(table: dict, jpeg: Path, threads: int, before) -> None:
+    """Adds the GPU rows to ``table`` (the decoded-cache rows are tried later, if wanted)."""
     gpu = {"threads": threads, "device": "cuda"}
     table["vireid DALI gpu, mixed decoding (jpeg shards)"] = (
         dali_batches, (jpeg, threads, {"device": "cuda"}), before,
@@ -164,17 +187,10 @@ def gpu_table(table: dict, jpeg: Path, threads: int, before) -> list[dict]:
         dali_batches, (jpeg, threads, {"device": "cuda"}, "channel"), before, {**gpu, **CAJ})
     table["DALI decode-only ceiling, mixed (jpeg)"] = (decode_only, (jpeg, threads, "cuda"),
                                                        before, gpu)
-    skipped = []
     for cache in ("device", "host"):
-        name = f"vireid DALI gpu, {cache} cache (jpeg shards)"
-        problem = cache_problem(jpeg, threads, cache)
-        if problem:
-            print(f"loader: row {name!r} skipped: {problem}", file=sys.stderr)
-            skipped.append({"name": name, **gpu, "note": f"skipped: {problem}"})
-            continue
-        table[name] = (dali_batches, (jpeg, threads, {"device": "cuda", "cache": cache}),
-                       before, {**gpu, "target_key": f"gpu_{cache}_cache"})
-    return skipped
+        table[f"vireid DALI gpu, {cache} cache (jpeg shards)"] = (
+            dali_batches, (jpeg, threads, {"device": "cuda", "cache": cache}), before,
+            {**gpu, "target_key": f"gpu_{cache}_cache"})
 
 
 def cache_problem(folder: Path, threads: int, cache: str) -> str | None:
@@ -220,21 +236,27 @@ def reference_batches(folder: Path, views: str | None = None):
 def _ratios(rows: list[dict]) -> list[dict]:
     """Ratios to the original (CAJ rows: to CAJ's original) and to the decode-only ceiling of
     the same device; the targets, met or not."""
-    original = rows[0]["images_per_s"]
-    caj = next(r for r in rows if r["name"].startswith("CAJ original"))["images_per_s"]
+    def rate(prefix: str) -> float | None:
+        return next((r["images_per_s"] for r in rows if r["name"].startswith(prefix)), None)
+
+    original, caj = rate("original"), rate("CAJ original")
     ceilings = {r.get("device", "cpu"): r["images_per_s"] for r in rows
                 if r["name"].startswith("DALI decode-only")}
     for row in rows:
-        row["ratio_to_original"] = row["images_per_s"] / (
-            caj if row.get("views") == "channel" else original)
+        base = caj if row.get("views") == "channel" else original
+        if base:  # a baseline left out (--no-baselines): no ratio
+            row["ratio_to_original"] = row["images_per_s"] / base
         row["images_per_s_per_thread"] = row["images_per_s"] / row["threads"]
-        if "(jpeg" in row["name"]:
-            ceiling = ceilings.get(row.get("device", "cpu"), ceilings["cpu"])
+        ceiling = ceilings.get(row.get("device", "cpu"), ceilings.get("cpu"))
+        if "(jpeg" in row["name"] and ceiling:
             row["fraction_of_decode_ceiling"] = row["images_per_s"] / ceiling
         key = row.pop("target_key", row.get("encoding"))
         if key in TARGETS:
             row["target"], met = TARGETS[key]
-            row["target_met"] = bool(met(row))
+            try:
+                row["target_met"] = bool(met(row))
+            except KeyError:  # the target needs a ratio whose baseline was left out
+                row["target_met"] = None
     return rows
 
 
@@ -322,6 +344,9 @@ def main(argv=None) -> list[dict]:
                         "baselines: the originals and the decode-only ceilings)")
     parser.add_argument("--skip-rows", nargs="*", default=[], metavar="TEXT",
                         help="leave out the loader rows whose names contain TEXT")
+    parser.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=True,
+                        help="with --rows: also the baselines of the ratios (the originals, "
+                        "the decode-only ceilings); --no-baselines: the rows asked for only")
     parser.add_argument("--parts", nargs="*", choices=PARTS, default=list(PARTS),
                         help="which measurements (default: all)")
     parser.add_argument("--results", type=Path, default=None)

@@ -4,6 +4,7 @@ augmentation against the fused kernel and a numpy oracle, bit for bit, on the CP
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -23,6 +24,7 @@ from vireid.loader.augment import (
     draw_channel_exchange,
     draw_params,
 )
+from vireid.loader.cache import DecodedCache
 from vireid.loader.tensor_augment import augment_tensor
 
 SMALL = {"width": 32, "height": 64}
@@ -190,7 +192,7 @@ def test_nothing_is_decoded_after_the_first_pass(shard_dir, monkeypatch):
 @pytest.mark.dali
 def test_a_cache_that_does_not_fit_is_refused_before_decoding(shard_dir, monkeypatch):
     shards = shard_dir("sysu", "raw", **SMALL)
-    monkeypatch.setattr(cache_module, "available_host_memory", lambda: 3 * 10**9)
+    monkeypatch.setattr(cache_module, "host_memory_limits", lambda: {"": 3 * 10**9})
     monkeypatch.setattr(dali_decode, "decode_samples",
                         lambda *a, **k: pytest.fail("decoded before the memory check"))
     monkeypatch.setitem(cache_module.HEADROOM, "host", (0.1, 3 * 10**9))
@@ -242,9 +244,67 @@ def test_reference_loader_with_a_cache_is_refused(shard_dir, tmp_path):
     from vireid.train.config import TrainConfig
     from vireid.train.runner import run_training
 
-    config = TrainConfig.from_flat(shards=str(shard_dir("sysu", "raw", width=32, height=64)),
-                                   out=str(tmp_path / "run"), loader="reference",
-                                   cache="host", device="cpu")
-    with pytest.raises(VireidError, match="reference loader"):
-        run_training(config)
+    with pytest.raises(VireidError, match="reference loader"):  # by the config or the run
+        run_training(TrainConfig.from_flat(
+            shards=str(shard_dir("sysu", "raw", width=32, height=64)),
+            out=str(tmp_path / "run"), loader="reference", cache="host", device="cpu"))
     assert not (tmp_path / "run").exists()
+
+
+def _host_to_device_calls(monkeypatch) -> list[tuple]:
+    """Record every call that would copy host data to another device or make the host wait
+    for one: (kind, target device, non_blocking). On CUDA a blocking copy from pageable
+    memory synchronises the stream, as do .item(), .cpu(), .tolist() and synchronize()."""
+    calls = []
+    to = torch.Tensor.to
+
+    def recording_to(self, *args, **kwargs):
+        moved = to(self, *args, **kwargs)
+        if self.device.type == "cpu" and moved.device.type != "cpu":
+            calls.append(("to", moved.device.type, kwargs.get("non_blocking", False)))
+        return moved
+
+    def creating(name):
+        make = getattr(torch, name)
+
+        def recorded(*args, **kwargs):
+            made = make(*args, **kwargs)
+            if made.device.type != "cpu":
+                calls.append((name, made.device.type, False))
+            return made
+        return recorded
+
+    def waiting(name):
+        original = getattr(torch.Tensor, name)
+
+        def recorded(self, *args, **kwargs):
+            if self.device.type != "cpu":
+                calls.append((name, self.device.type, False))
+            return original(self, *args, **kwargs)
+        return recorded
+
+    monkeypatch.setattr(torch.Tensor, "to", recording_to)
+    for name in ("as_tensor", "tensor"):
+        monkeypatch.setattr(torch, name, creating(name))
+    for name in ("item", "cpu", "tolist", "cuda"):
+        monkeypatch.setattr(torch.Tensor, name, waiting(name))
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: calls.append(("sync", "", False)))
+    return calls
+
+
+@pytest.mark.parametrize("where", ["device", "host"])
+def test_a_cached_step_copies_without_waiting(monkeypatch, where):
+    """A step of the decoded cache on another device (``meta`` stands in for the GPU here):
+    its parameters (and the device cache's rows) reach the device in ONE non-blocking copy,
+    a host cache's gathered pixels in one more; nothing that would make the host wait."""
+    rng = np.random.default_rng(5)
+    images = torch.zeros((40, 64, 32, 3), dtype=torch.uint8)
+    cache = DecodedCache(images.to("meta") if where == "device" else images, np.arange(40),
+                         where, time.perf_counter())
+    params, rows = _mixed_params(rng, 16, 64, 32), rng.integers(0, 40, 16)
+    meta = torch.device("meta")
+    cache.on_device(rows, params, meta)  # the first step also makes the normalisation tables
+    calls = _host_to_device_calls(monkeypatch)
+    out = cache.on_device(rows, params, meta)
+    assert out.shape == (16, 64, 32, 3) and out.dtype == torch.float16
+    assert calls == [("to", "meta", True)] * (1 if where == "device" else 2)

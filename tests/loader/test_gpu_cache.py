@@ -1,7 +1,10 @@
-"""The decoded cache on CUDA (``device`` and pinned ``host``) against the CPU path, and the
-tensor augmentation on the GPU against the CPU, bit for bit."""
+"""The decoded cache on CUDA (``device`` and ``host``) against the CPU path, and the tensor
+augmentation on the GPU against the CPU, bit for bit; a cached step never makes the host wait
+for the GPU."""
 
 from __future__ import annotations
+
+import time
 
 import numpy as np
 import pytest
@@ -29,7 +32,7 @@ def test_cuda_cache_equals_the_cpu_cache(shard_dir, encoding, cache):
     got = _visible(loader, epochs=2)
     assert got[0].is_cuda
     assert loader._cached.images.is_cuda == (cache == "device")
-    assert loader._cached.images.is_pinned() or cache == "device"
+    assert not loader._cached.images.is_pinned()  # pageable: no power-of-two rounding
     _same(_cpu(got), expected)
 
 
@@ -43,3 +46,29 @@ def test_tensor_augment_on_cuda_equals_the_cpu(mixed):
     assert got.is_cuda
     np.testing.assert_array_equal(got.cpu().numpy().view(np.uint16),
                                   expected.numpy().view(np.uint16))
+
+
+@pytest.mark.dali
+@pytest.mark.parametrize("cache", ["device", "host"])
+def test_a_cuda_cache_step_never_waits_for_the_gpu(shard_dir, cache):
+    """With half a second of GPU work queued (as a backward pass would be), a cached step
+    returns at once and makes no synchronising call (``set_sync_debug_mode("error")`` turns
+    any into an error): its parameters travel in one pinned, non-blocking copy."""
+    shards = shard_dir("sysu", "raw", **SMALL)
+    loader = train_loader("dali", shards, cache=cache, device="cuda", **OPTIONS)
+    next(iter(loader))  # decoded; normalisation tables made
+    cached, plan = loader._cached, loader.plan(0, 1)
+    rows = cached.row_of[plan.samples]
+    torch.cuda.synchronize()
+    torch.cuda._sleep(2_000_000_000)  # ~0.5-1 s of GPU time at 2-4 GHz
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        start = time.perf_counter()
+        got = cached.augmented(loader, rows, plan.params)
+        host_seconds = time.perf_counter() - start
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert host_seconds < 0.2, host_seconds
+    expected = augment_tensor(cached.images.index_select(
+        0, torch.as_tensor(rows, device=cached.images.device)).cuda(), plan.params)
+    assert torch.equal(got, expected)

@@ -3,10 +3,15 @@
 Tolerances: raw and PNG shards decode to the same bytes on both devices, so the batches are
 identical; JPEG goes through nvJPEG on the GPU and libjpeg-turbo on the CPU (both with fancy
 chroma upsampling), whose integer IDCTs may round differently: at most JPEG_LEVELS grey levels
-apart, and on average well under one.
+apart, and on average well under one. A JPEG comparison first makes sure the GPU can decode
+JPEG at all (``gpu_decodes_jpeg``): without libnvjpeg DALI decodes on the CPU without saying
+so, and the comparison would pass for the wrong reason.
 """
 
 from __future__ import annotations
+
+import functools
+import io
 
 import numpy as np
 import pytest
@@ -25,9 +30,35 @@ def differences(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
     return np.abs(to_uint8(a.cpu()) - to_uint8(b.cpu()))
 
 
+@functools.cache
+def gpu_decodes_jpeg() -> str:
+    """Why the GPU cannot decode JPEG here (empty: nvImageCodec, DALI's decoding library,
+    decodes one into device memory with its CUDA decoder alone)."""
+    from nvidia import nvimgcodec
+    from PIL import Image
+
+    encoded = io.BytesIO()
+    Image.fromarray(np.full((64, 32, 3), 128, np.uint8)).save(encoded, format="JPEG")
+    try:
+        decoder = nvimgcodec.Decoder(device_id=0, backends=[
+            nvimgcodec.Backend(nvimgcodec.BackendKind.GPU_ONLY)])
+        image = decoder.decode(nvimgcodec.CodeStream(encoded.getvalue()))
+    except RuntimeError as error:
+        return f"nvImageCodec's CUDA decoder failed: {error}"
+    if image is None or "DEVICE" not in str(image.buffer_kind):
+        return "nvImageCodec's CUDA decoder did not decode a JPEG (is libnvjpeg installed?)"
+    return ""
+
+
+def check_jpeg_on_gpu(encoding: str) -> None:
+    if encoding == "jpeg":
+        assert not gpu_decodes_jpeg(), f"JPEG is not decoded on the GPU: {gpu_decodes_jpeg()}"
+
+
 @pytest.mark.parametrize("encoding", ["raw", "png", "jpeg"])
 @pytest.mark.parametrize("augment", [False, True])
 def test_cuda_training_batches_match_the_cpu_graph(shard_dir, encoding, augment):
+    check_jpeg_on_gpu(encoding)
     shards = shard_dir("sysu", encoding)
     options = {**OPTIONS, "augment": augment}
     gpu = take(train_loader("dali", shards, device="cuda", **options), 3)
@@ -61,6 +92,7 @@ def test_cuda_batches_held_across_epochs_keep_their_values(shard_dir, encoding):
 
 @pytest.mark.parametrize("encoding", ["raw", "png", "jpeg"])
 def test_cuda_evaluation_batches_match_the_cpu(shard_dir, encoding):
+    check_jpeg_on_gpu(encoding)
     shards = shard_dir("sysu", encoding)
     samples = np.arange(0, 200, 3)
     gpu = [b["images"] for b in eval_loader("dali", shards, samples, batch_size=16,

@@ -3,9 +3,11 @@
     torchrun --standalone --nproc_per_node=2 tests/train/ddp_worker.py CONFIG_JSON RECORD \
         [STOP_AT_EPOCH]
 
-Writes ``RECORD.rank<r>.json`` with the labels of every batch, a digest of every parameter and
-the evaluation rows. With STOP_AT_EPOCH every rank exits (status 3) when that epoch starts, as
-if the job had been killed.
+Writes ``RECORD.rank<r>.json`` with the labels of every batch, a digest of every parameter,
+the evaluation rows and what the rank ran on: the process group's backend and size (None
+without one) and the wrapped model's class (``DistributedDataParallel`` or the bare model).
+With STOP_AT_EPOCH every rank exits (status 3) when that epoch starts, as if the job had been
+killed.
 """
 
 import json
@@ -40,14 +42,26 @@ def main() -> None:
         return train(model, loader, *args, **kwargs)
 
     loop.train_one_epoch = maybe_die
+    ran = {"backend": None, "world_size": None, "model": None}
+    wrap = runner.wrap_model
+
+    def recording_wrap(model, *args, **kwargs):
+        if torch.distributed.is_initialized():
+            ran["backend"] = str(torch.distributed.get_backend())
+            ran["world_size"] = torch.distributed.get_world_size()
+        wrapped = wrap(model, *args, **kwargs)
+        ran["model"] = type(wrapped).__name__
+        return wrapped
+
+    runner.wrap_model = recording_wrap
     result = runner.run_training(config)
     rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else int(
         __import__("os").environ.get("RANK", "0"))
     digest = {name: float(p.double().sum()) for name, p in result.model.state_dict().items()
               if p.is_floating_point()}
     with open(f"{record}.rank{rank}.json", "w") as handle:
-        json.dump({"labels": seen, "digest": digest, "evaluations": result.evaluations},
-                  handle)
+        json.dump({"labels": seen, "digest": digest, "evaluations": result.evaluations,
+                   **ran}, handle)
 
 
 if __name__ == "__main__":

@@ -70,6 +70,9 @@ def test_ranks_split_each_step_and_together_equal_one_process(shards, straight_r
 def test_parameters_stay_equal_across_ranks(straight_run):
     _, (rank0, rank1) = straight_run
     assert rank0["digest"] == rank1["digest"]
+    for rank in (rank0, rank1):  # a real process group and DDP, not one process alone
+        assert (rank["backend"], rank["world_size"], rank["model"]) == (
+            "gloo", 2, "DistributedDataParallel")
 
 
 def test_gathered_evaluation_equals_a_single_process_test(shards, straight_run):

@@ -5,6 +5,10 @@ compared with ``--deterministic`` (deterministic kernels) and still within RESUM
 losses and RESUME_ATOL of the weights, since atomics in a few backward kernels may reorder
 sums; features extracted on the GPU match the CPU's within FEATURE_ATOL (float32, unit
 vectors).
+
+torchrun: with one process the world size is 1, so no process group, DDP or NCCL call
+happens (``test_torchrun_on_one_gpu_process``); NCCL and DDP on GPUs need two GPUs
+(``test_torchrun_with_nccl_on_two_gpus``, skipped with that reason on one).
 """
 
 from __future__ import annotations
@@ -22,10 +26,31 @@ from vireid.eval.features import extract_features
 from vireid.model import build_model
 from vireid.shards.manifest import load_manifest
 from vireid.train.checkpoint import load_checkpoint
+from vireid.train.device import compiler_missing, cuda_settings
 from vireid.train.runner import checkpoint_path, run_training
 
 pytestmark = pytest.mark.gpu
 RESUME_RTOL, RESUME_ATOL, FEATURE_ATOL = 1e-3, 1e-3, 2e-3
+
+
+def cuda_state() -> tuple:
+    return (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
+            torch.are_deterministic_algorithms_enabled())
+
+
+class Settings(Recorder):
+    """A Recorder that also notes the CUDA settings in force while the run trains."""
+
+    def epoch_start(self, epoch, epochs, steps):
+        self.during = cuda_state()
+        super().epoch_start(epoch, epochs, steps)
+
+
+@pytest.fixture(autouse=True)
+def isolated_cuda_settings():
+    """No test's CUDA settings reach the next one, whatever the run does with them."""
+    with cuda_settings(False):
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -39,16 +64,18 @@ def cuda(shards, out, **overrides):
 
 
 @pytest.mark.parametrize("amp", ["fp16", "bf16"])
-@pytest.mark.parametrize("compile", [False, True])
+@pytest.mark.parametrize("compile", [False, True], ids=["eager", "compiled"])
 def test_cuda_training_losses_are_finite_and_fall(shards, tmp_path, amp, compile):
-    recorder = Recorder()
+    if compile and compiler_missing():
+        pytest.skip(f"torch.compile cannot build kernels here: {compiler_missing()}")
+    recorder = Settings()
     run_training(cuda(shards, tmp_path / "run", amp=amp, compile=compile, lr=0.05), recorder)
     losses = [loss for _, loss, _ in recorder.steps]
     assert all(np.isfinite(losses))
     assert np.mean(losses[-6:]) < np.mean(losses[:6])
     state = load_checkpoint(checkpoint_path(tmp_path / "run"))
     assert state["precision"] == amp and bool(state["scaler"]) == (amp == "fp16")
-    assert torch.backends.cudnn.benchmark
+    assert recorder.during[0]  # cuDNN autotunes
 
 
 def test_cuda_resume_after_a_kill_continues_where_it_stopped(shards, tmp_path):
@@ -57,9 +84,9 @@ def test_cuda_resume_after_a_kill_continues_where_it_stopped(shards, tmp_path):
     killed = Recorder(stop_at_epoch=2)
     with pytest.raises(KeyboardInterrupt):
         run_training(cuda(shards, tmp_path / "b", deterministic=True), killed)
-    resumed = Recorder()
+    resumed = Settings()
     run_training(cuda(shards, tmp_path / "b", deterministic=True, resume=True), resumed)
-    assert not torch.backends.cudnn.benchmark
+    assert resumed.during == (False, True, True)
     joined = killed.steps + resumed.steps
     assert [s for s, _, _ in joined] == [s for s, _, _ in straight.steps]
     np.testing.assert_allclose([loss for _, loss, _ in joined],
@@ -79,13 +106,44 @@ def test_a_cpu_run_resumes_on_the_gpu_in_its_precision(shards, tmp_path):
     assert state["epoch"] == 1 and state["precision"] == "off"
 
 
-def test_torchrun_with_nccl_on_one_process(shards, tmp_path):
+def test_a_deterministic_run_leaves_the_settings_as_it_found_them(shards, tmp_path):
+    """``--deterministic`` holds for its run only (``cuda_settings`` in the runner): a later
+    run or test of the same process gets cuDNN's autotuning and non-deterministic kernels."""
+    before = cuda_state()
+    recorder = Settings()
+    run_training(cuda(shards, tmp_path / "run", epochs=1, max_steps=2, deterministic=True),
+                 recorder)
+    assert recorder.during == (False, True, True)
+    assert cuda_state() == before
+
+
+def test_torchrun_on_one_gpu_process(shards, tmp_path):
+    """torchrun's launch, environment and one rank on the GPU; world size 1, so no process
+    group, no DDP and no NCCL call happen (the two-GPU test below has them)."""
     assert WORKER.is_file()
     run = settings(shards, tmp_path / "run", device="cuda", amp="fp16", eval_every=2)
     result = launch(run, tmp_path / "record", nproc=1)
     assert result.returncode == 0, result.stderr[-3000:]
     (only,) = records(tmp_path / "record", nproc=1)
     assert only["evaluations"] and json.dumps(only["evaluations"])
+    assert only["backend"] is None and only["model"] != "DistributedDataParallel"
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="a 2-process NCCL group needs 2 GPUs "
+                    f"(NCCL refuses two ranks on one GPU); {torch.cuda.device_count()} visible")
+def test_torchrun_with_nccl_on_two_gpus(shards, tmp_path):
+    """A real NCCL process group of 2 ranks, one GPU each: DDP's broadcast and every step's
+    all-reduce go through NCCL; both ranks end with the same parameters and rank 0 holds the
+    evaluation."""
+    run = settings(shards, tmp_path / "run", device="cuda", amp="fp16", eval_every=2)
+    result = launch(run, tmp_path / "record", nproc=2)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rank0, rank1 = records(tmp_path / "record", nproc=2)
+    for rank in (rank0, rank1):
+        assert (rank["backend"], rank["world_size"], rank["model"]) == (
+            "nccl", 2, "DistributedDataParallel")
+    assert rank0["digest"] == rank1["digest"]
+    assert rank0["evaluations"] and rank1["evaluations"] == []
 
 
 def test_gpu_features_match_the_cpu(shards):

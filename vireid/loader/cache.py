@@ -2,71 +2,64 @@
 
 Every training image is decoded once (``dali_decode.py``) into ONE uint8 N×H×W×3 tensor;
 each step then gathers its rows and augments them with the plan's parameters — nothing is
-decoded again. The pixels are the decoding path's for the same plan (bit for bit on raw and
-PNG shards, and on JPEG where the same decoder runs).
+decoded again. Raw and PNG shards give the decoding path's pixels bit for bit. JPEG pixels
+are the decoder's: on a CPU run the cache decodes with the fused loader's decoder (the same
+bits, tested); on CUDA both decode with nvJPEG (``mixed``), whose batches an A100/H100 with
+``hw_decoder_load`` > 0 split by position between the hardware JPEG engine and the CUDA
+decoder, so one image may decode differently in the first pass and in a decoding run. What is
+measured against libjpeg-turbo is a tolerance, not equality (docs/gpu-check.md).
 
 - ``host`` on a CPU run: rows gathered with numpy and augmented by the fused kernel
   (``fused.py``), channel mixing included.
-- ``host`` on CUDA: the tensor in pinned host memory; each step's rows are copied to the GPU
-  and augmented there (``tensor_augment``).
+- ``host`` on CUDA: the tensor in (pageable) host memory; each step's rows are gathered into
+  a small pinned buffer, copied to the GPU without waiting and augmented there
+  (``tensor_augment``).
 - ``device`` on CUDA: the tensor in the GPU's memory, gathered and augmented there. On a CPU
   run the device IS the host: ``device`` means ``host``.
 
+On CUDA a step issues no host synchronisation: its rows and parameters reach the GPU in one
+pinned, non-blocking copy (``tensor_augment.upload``).
+
 Memory is estimated from the manifest (images × H × W × 3 bytes: SYSU-MM01 ≈ 4 GB, LLCM ≈
-5.5 GB at 288×144) and a cache that would not fit is refused before anything is decoded.
+5.5 GB at 288×144) and a cache that would not fit is refused in one line before anything is
+decoded (``memory.py``: MemAvailable, the memory cgroup, ``ulimit -v``); a failed allocation
+is refused the same way. The host cache is not pinned, so it takes exactly its size
+(PyTorch's pinned allocator rounds up to a power of two: LLCM's 5.5 GB would take 8.6 GB).
 The first pass costs time once (``decode_seconds``), reported by the training run.
 """
 
 from __future__ import annotations
 
-import os
 import time
 
 import numpy as np
 import torch
 
 from vireid.choices import Cache
-from vireid.errors import VireidError
 from vireid.loader.augment import AugmentParams
 from vireid.loader.fused import FusedAugment, OutputBuffers, packed
-from vireid.loader.tensor_augment import augment_tensor, normalisation
+from vireid.loader.memory import (  # noqa: F401  (HEADROOM, check_fits: callers of before)
+    GB,
+    HEADROOM,
+    available_device_memory,
+    available_host_memory,
+    check_fits,
+    check_host_fits,
+    host_memory_limits,
+    refuse_allocation,
+)
+from vireid.loader.tensor_augment import augment_tensor, normalisation, upload
 
-GB = 1e9
-# what must stay free besides the cache: a fraction of what is available, at least so much
-HEADROOM = {"host": (0.10, 1.0 * GB), "device": (0.25, 2.0 * GB)}
 
-
-def available_host_memory() -> int:
-    """Bytes the OS can give without swapping: MemAvailable, else free physical pages."""
+def allocate(shape: tuple[int, int, int, int], where: str, device_id: int = 0) -> torch.Tensor:
+    """The cache's uint8 tensor (pageable host memory, or the GPU's); an allocation that
+    fails is refused in one line like a cache that would not fit."""
     try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-
-
-def available_device_memory(device_id: int) -> int:
-    return torch.cuda.mem_get_info(device_id)[0]
-
-
-def check_fits(need: int, count: int, shape: tuple[int, int], where: str,
-               available: int, processes: int = 1) -> None:
-    """Refuse (one line, numbers in GB, the way out) a cache that would not fit; a host
-    cache is held once per process of the run on this machine (``processes``)."""
-    fraction, least = HEADROOM[where]
-    keep = max(fraction * available, least)
-    copies = processes if where == "host" else 1
-    if copies * need + keep > available:
-        memory = "host memory" if where == "host" else "GPU memory"
-        other = "--cache none" + (" or --cache host" if where == "device" else "")
-        each = f" in each of {copies} processes" if copies > 1 else ""
-        raise VireidError("cache", f"the decoded training set needs {need / GB:.1f} GB{each} "
-                          f"({count:,} images × {shape[0]}×{shape[1]}×3), but only "
-                          f"{available / GB:.1f} GB of {memory} is available (keeping "
-                          f"{keep / GB:.1f} GB free): use {other}")
+        if where == "device":
+            return torch.empty(shape, dtype=torch.uint8, device=f"cuda:{device_id}")
+        return torch.empty(shape, dtype=torch.uint8)
+    except (RuntimeError, MemoryError) as error:  # torch.OutOfMemoryError is a RuntimeError
+        raise refuse_allocation(shape, where, error) from None
 
 
 class DecodedCache:
@@ -74,7 +67,7 @@ class DecodedCache:
 
     def __init__(self, images: torch.Tensor, row_of: np.ndarray, where: str,
                  started: float):
-        self.images = images  # uint8 N×H×W×3: host (pinned on CUDA runs) or device
+        self.images = images  # uint8 N×H×W×3: host (pageable) or device
         self.row_of = row_of  # global sample number → row of ``images`` (-1: not cached)
         self.where = where  # "host" or "device"
         self.count, self.nbytes = len(images), images.numel()
@@ -99,14 +92,13 @@ class DecodedCache:
         where = "device" if cuda and Cache(loader.cache) is Cache.DEVICE else "host"
         shape = (len(samples), loader.height, loader.width, 3)
         need = int(np.prod(shape))
-        available = available_device_memory(loader.device_id) if where == "device" \
-            else available_host_memory()
-        check_fits(need, len(samples), shape[1:3], where, available,
-                   loader.backend.local_processes)
         if where == "device":
-            images = torch.empty(shape, dtype=torch.uint8, device=f"cuda:{loader.device_id}")
+            check_fits(need, len(samples), shape[1:3], where,
+                       available_device_memory(loader.device_id))
         else:
-            images = torch.empty(shape, dtype=torch.uint8, pin_memory=cuda)
+            check_host_fits(need, len(samples), shape[1:3], host_memory_limits(),
+                            loader.backend.local_processes)
+        images = allocate(shape, where, loader.device_id)
         decode_samples(loader.source, samples, images, device=loader.device,
                        device_id=loader.device_id, num_threads=loader.num_threads,
                        decoder=loader.backend.decoder)
@@ -145,19 +137,26 @@ class DecodedCache:
         loader's device."""
         if loader.device != "cuda":
             return self._on_cpu(loader, rows, params)
-        device = torch.device(f"cuda:{loader.device_id}")
+        return self.on_device(rows, params, torch.device(f"cuda:{loader.device_id}"))
+
+    def on_device(self, rows: np.ndarray, params: AugmentParams,
+                  device: torch.device) -> torch.Tensor:
+        """``augmented`` on ``device`` without waiting for it: the device cache's rows travel
+        with the parameters in one pinned, non-blocking copy; a host cache gathers its rows
+        into pinned memory and copies them without waiting too."""
         if self._normalise is None:
-            self._normalise = normalisation(device)
-        index = torch.as_tensor(rows, device=self.images.device)
-        if self.images.is_cuda:
-            return augment_tensor(self.images.index_select(0, index), params,
+            self._normalise = normalisation(device)  # once per run
+        if self.images.device.type == device.type:
+            step = upload(params, device, rows)
+            return augment_tensor(self.images.index_select(0, step.rows), step,
                                   normalise=self._normalise)
-        # gathered into pinned memory (PyTorch's caching host allocator: it is not reused
-        # before the copy that reads it has run), so the copy is asynchronous
+        # PyTorch's caching host allocator does not reuse the pinned buffer before the copy
+        # that reads it has run
         staging = torch.empty((len(rows), *self.images.shape[1:]), dtype=torch.uint8,
-                              pin_memory=True)
-        torch.index_select(self.images, 0, index, out=staging)
-        return augment_tensor(staging.to(device, non_blocking=True), params,
+                              pin_memory=device.type == "cuda")
+        torch.index_select(self.images, 0, torch.from_numpy(np.asarray(rows, np.int64)),
+                           out=staging)
+        return augment_tensor(staging.to(device, non_blocking=True), upload(params, device),
                               normalise=self._normalise)
 
     def _on_cpu(self, loader, rows: np.ndarray, params: AugmentParams) -> torch.Tensor:

@@ -14,16 +14,31 @@ from vireid.loader.dali_graph import check_gpu_kernels
 from vireid.loader.settings import DecoderOptions
 from vireid.shards.encode import Encoding
 
+NOT_INSTALLED = ("nvidia", "nvidia.dali")  # a missing module that means DALI is absent
+
 
 def import_dali():
-    """Import DALI lazily, failing early with the fix in the message."""
+    """Import DALI lazily, failing early in one line: "not installed" (with the fix) only when
+    nvidia.dali itself is missing; any other failure (a missing dependency, a library that
+    cannot be loaded, no address space left under ``ulimit -v``) as DALI's own first line."""
     try:
         from nvidia import dali
         from nvidia.dali import fn, types
-    except ImportError:
-        raise VireidError("nvidia-dali", "not installed: pip install 'vireid[cuda130]' (or "
-                          "[cuda120]), or use the reference loader (--loader reference)") from None
+    except ModuleNotFoundError as error:
+        if error.name in NOT_INSTALLED:
+            raise VireidError("nvidia-dali", "not installed: pip install 'vireid[cuda130]' (or "
+                              "[cuda120]), or use the reference loader (--loader reference)"
+                              ) from None
+        raise _unimportable(error) from None
+    except Exception as error:  # ImportError, OSError, MemoryError, ... from DALI's import
+        raise _unimportable(error) from None
     return dali, fn, types
+
+
+def _unimportable(error: BaseException) -> VireidError:
+    first = (str(error).strip().splitlines() or [""])[0]
+    return VireidError("nvidia-dali", f"installed but cannot be imported: "
+                       f"{type(error).__name__}: {first}")
 
 
 def _scaled(values) -> list[float]:

@@ -8,15 +8,69 @@ arithmetic of ``vireid.loader.fused`` (docs/recipe.md, Augmentation; ``AugmentPa
 ``bias``, output channel c = ``(M[c,0]·x0 + M[c,1]·x1) + M[c,2]·x2``, one rounding to float16.
 So on the CPU this gives the fused kernel's bits, and on a GPU the same bits again (every
 step is a correctly rounded IEEE operation).
+
+A step's parameters reach the device in ONE copy (``upload``): every array packed into one
+int32 host buffer, pinned on CUDA, copied with ``non_blocking=True`` (``transfer.py``). A copy
+from pageable memory (``torch.as_tensor(..., device="cuda")``) synchronises the stream, so the
+host would wait for the previous step's backward pass once per array; a step issues no
+synchronisation.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from vireid.loader.augment import PAD, AugmentParams
 from vireid.loader.fused import NormaliseTables
+from vireid.loader.transfer import to_device
+
+
+@dataclass(frozen=True)
+class StepTensors:
+    """A step's ``AugmentParams`` as tensors on the device (views of one copied buffer):
+    int32 ``top``/``left``/``flip`` (N) and ``erase`` (N×4), float32 ``fill`` (3) and ``mix``
+    (N×3×3, or None), and the int32 cache ``rows`` to gather when given to ``upload``."""
+
+    top: torch.Tensor
+    left: torch.Tensor
+    flip: torch.Tensor
+    erase: torch.Tensor
+    fill: torch.Tensor
+    mix: torch.Tensor | None = None
+    rows: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.top)
+
+
+def _bits(values) -> np.ndarray:
+    """float32 values as their int32 bit patterns (flat)."""
+    return np.ascontiguousarray(values, np.float32).reshape(-1).view(np.int32)
+
+
+def _packed(params: AugmentParams, rows: np.ndarray | None) -> list[np.ndarray]:
+    """The step's arrays as flat int32 pieces (float32 ones by their bits), in the order of
+    ``StepTensors``' fields."""
+    pieces = [params.top, params.left, np.asarray(params.flip, np.int32), params.erase,
+              _bits(params.fill), _bits(params.mix if params.mix is not None else []),
+              rows if rows is not None else []]
+    return [np.asarray(piece).astype(np.int32, copy=False).reshape(-1) for piece in pieces]
+
+
+def upload(params: AugmentParams, device: torch.device | str,
+           rows: np.ndarray | None = None) -> StepTensors:
+    """``params`` (and the cache ``rows`` to gather) on ``device``: packed into one int32
+    buffer, ONE ``to_device`` copy, then views."""
+    pieces = _packed(params, rows)
+    on = to_device(np.concatenate(pieces), device)
+    top, left, flip, erase, fill, mix, picked = on.split([len(p) for p in pieces])
+    count = len(params)
+    return StepTensors(top, left, flip.bool(), erase.view(count, 4), fill.view(torch.float32),
+                       mix.view(torch.float32).view(count, 3, 3) if params.mix is not None
+                       else None, picked if rows is not None else None)
 
 
 def normalisation(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -26,41 +80,40 @@ def normalisation(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     return (torch.from_numpy(tables.scale).to(device), torch.from_numpy(tables.bias).to(device))
 
 
-def _source_maps(params: AugmentParams, height: int, width: int, device: torch.device):
+def _source_maps(step: StepTensors, height: int, width: int, device: torch.device):
     """Per image, the source row of every output row and the source column of every output
     column (N×H and N×W, int64), and whether each falls inside the image (not padding)."""
-    top = torch.as_tensor(np.asarray(params.top, np.int64), device=device)
-    left = torch.as_tensor(np.asarray(params.left, np.int64), device=device)
-    flip = torch.as_tensor(np.asarray(params.flip, bool), device=device)
-    rows = top[:, None] - PAD + torch.arange(height, device=device)
-    columns = torch.arange(width, device=device).expand(len(top), width)
-    columns = torch.where(flip[:, None], width - 1 - columns, columns) + left[:, None] - PAD
+    rows = step.top[:, None] - PAD + torch.arange(height, device=device)
+    columns = torch.arange(width, device=device).expand(len(step), width)
+    columns = torch.where(step.flip[:, None], width - 1 - columns, columns) \
+        + step.left[:, None] - PAD
     inside_rows = (rows >= 0) & (rows < height)
     inside_columns = (columns >= 0) & (columns < width)
     return rows.clamp(0, height - 1), columns.clamp(0, width - 1), inside_rows, inside_columns
 
 
-def _box_mask(erase: np.ndarray, height: int, width: int, device: torch.device):
+def _box_mask(box: torch.Tensor, height: int, width: int):
     """N×H×W×1 bool: inside each image's erase box (top, left, h, w); empty boxes: nowhere."""
-    box = torch.as_tensor(np.asarray(erase, np.int64), device=device)
-    y, x = torch.arange(height, device=device), torch.arange(width, device=device)
+    y = torch.arange(height, device=box.device)
+    x = torch.arange(width, device=box.device)
     in_rows = (y >= box[:, :1]) & (y < box[:, :1] + box[:, 2:3])
     in_columns = (x >= box[:, 1:2]) & (x < box[:, 1:2] + box[:, 3:4])
     return (in_rows[:, :, None] & in_columns[:, None, :])[..., None]
 
 
-def _mixed(values: torch.Tensor, mix: np.ndarray) -> torch.Tensor:
+def _mixed(values: torch.Tensor, mix: torch.Tensor) -> torch.Tensor:
     """Per image, output channel c = (M[c,0]·x0 + M[c,1]·x1) + M[c,2]·x2 in float32."""
-    m = torch.as_tensor(np.asarray(mix, np.float32), device=values.device)[:, None, None]
+    m = mix[:, None, None]
     x0, x1, x2 = values[..., 0:1], values[..., 1:2], values[..., 2:3]
     return (m[..., 0] * x0 + m[..., 1] * x1) + m[..., 2] * x2  # N×1×1×3 · N×H×W×1
 
 
-def augment_tensor(images: torch.Tensor, params: AugmentParams,
+def augment_tensor(images: torch.Tensor, params: AugmentParams | StepTensors,
                    out: torch.Tensor | None = None,
                    normalise: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """uint8 N×H×W×3 ``images`` → float16 N×H×W×3 on the images' device (into ``out``, a
-    float16 tensor of that shape, when given). ``normalise``: ``normalisation(device)``,
+    float16 tensor of that shape, when given). ``params``: ``AugmentParams`` (uploaded here)
+    or ``upload``'s tensors already on the device. ``normalise``: ``normalisation(device)``,
     made here when not given."""
     if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[3] != 3:
         raise ValueError(f"images must be uint8 N×H×W×3, not {tuple(images.shape)} "
@@ -69,7 +122,8 @@ def augment_tensor(images: torch.Tensor, params: AugmentParams,
     if len(params) != count:
         raise ValueError(f"{len(params)} parameter rows for {count} images")
     device = images.device
-    rows, columns, inside_rows, inside_columns = _source_maps(params, height, width, device)
+    step = upload(params, device) if isinstance(params, AugmentParams) else params
+    rows, columns, inside_rows, inside_columns = _source_maps(step, height, width, device)
     index = torch.arange(count, device=device)[:, None, None]
     pixels = images[index, rows[:, :, None], columns[:, None, :]]  # N×H×W×3 crop + flip
     scale, bias = normalise or normalisation(device)
@@ -77,10 +131,9 @@ def augment_tensor(images: torch.Tensor, params: AugmentParams,
     values = values + bias
     inside = (inside_rows[:, :, None] & inside_columns[:, None, :])[..., None]
     values = torch.where(inside, values, bias)  # zero padding, normalised
-    fill = torch.tensor(params.fill, dtype=torch.float32, device=device)
-    values = torch.where(_box_mask(params.erase, height, width, device), fill, values)
-    if params.mix is not None:
-        values = _mixed(values, params.mix)
+    values = torch.where(_box_mask(step.erase, height, width), step.fill, values)
+    if step.mix is not None:
+        values = _mixed(values, step.mix)
     if out is None:
         return values.half()
     out.copy_(values)  # float32 → float16: round to nearest even, as ``.half()``

@@ -110,15 +110,15 @@ class TrainLoaderBase(UsesShards):
             self.epoch, self.step = self.epoch + 1, 0
 
     def __iter__(self):
-        import torch
+        from vireid.loader.transfer import to_device
 
         finished = False
         try:
             for visible, infrared in self._epoch_batches():
                 labels = self.sampler.step(self.epoch, self.step, self.rank,
                                            self.world_size).labels
-                labels = torch.as_tensor(np.asarray(labels, dtype=np.int64),
-                                         device=visible.device)
+                # staged in pinned memory: a pageable copy would make the host wait
+                labels = to_device(np.asarray(labels, dtype=np.int64), visible.device)
                 batch = {"visible": visible, "infrared": infrared,
                          "labels_visible": labels.repeat(self.visible_views),
                          "labels_infrared": labels.clone(), "epoch": self.epoch,

@@ -6,7 +6,11 @@ compares what was actually used (the resolved precision), not the words on the c
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import sysconfig
+from collections.abc import Iterator
 
 import torch
 
@@ -61,9 +65,44 @@ def run_device(device_type: str, local_rank: int) -> torch.device:
 
 def configure_cuda(deterministic: bool) -> None:
     """Fixed input shapes: let cuDNN pick the fastest kernels, unless the run must be
-    bitwise repeatable (``deterministic``: deterministic kernels, no autotuning)."""
+    bitwise repeatable (``deterministic``: deterministic kernels, no autotuning). These are
+    process-wide settings: a run sets them inside ``cuda_settings``, which restores them."""
     torch.backends.cudnn.benchmark = not deterministic
     torch.backends.cudnn.deterministic = deterministic
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # needed by cuBLAS
         torch.use_deterministic_algorithms(True)
+
+
+@contextlib.contextmanager
+def cuda_settings(deterministic: bool) -> Iterator[None]:
+    """``configure_cuda`` for the length of a run: cuDNN's flags, deterministic algorithms
+    (and their warn-only mode) and CUBLAS_WORKSPACE_CONFIG come back as they were when the
+    block ends, so one run's settings never leak into the next run of the same process."""
+    saved = (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
+             torch.are_deterministic_algorithms_enabled(),
+             torch.is_deterministic_algorithms_warn_only_enabled(),
+             os.environ.get("CUBLAS_WORKSPACE_CONFIG"))
+    configure_cuda(deterministic)
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved[:2]
+        torch.use_deterministic_algorithms(saved[2], warn_only=saved[3])
+        if saved[4] is None:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+        else:
+            os.environ["CUBLAS_WORKSPACE_CONFIG"] = saved[4]
+
+
+def compiler_missing() -> str | None:
+    """Why ``torch.compile`` cannot build its kernels here (None: a C compiler and Python.h
+    are there): Inductor compiles C++/Triton launchers with ``cc`` and the Python headers."""
+    compiler = os.environ.get("CC") or next(
+        (name for name in ("cc", "gcc", "clang") if shutil.which(name)), None)
+    if compiler is None or not shutil.which(compiler):
+        return "no C compiler (cc, gcc or clang) on PATH"
+    include = sysconfig.get_paths().get("include") or "the interpreter's include folder"
+    if not os.path.isfile(os.path.join(include, "Python.h")):
+        return f"no Python.h in {include} (the python3-dev package)"
+    return None

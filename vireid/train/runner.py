@@ -22,7 +22,7 @@ from vireid.train.checkpoint import load_checkpoint, load_weights, restore_rng, 
 from vireid.train.config import TrainConfig, checked_on_resume
 from vireid.train.device import (
     PRECISIONS,
-    configure_cuda,
+    cuda_settings,
     precision,
     resolve_device,
     resume_precision,
@@ -85,9 +85,17 @@ def _inputs(config: TrainConfig) -> dict:
 
 def _run(config: TrainConfig, env: DistEnv, reporter: Reporter, device: torch.device,
          identity: DataIdentity) -> RunResult:
+    """The run on this device; CUDA's global settings (cuDNN autotuning, deterministic
+    kernels) hold for the run only and are restored after it."""
+    scope = cuda_settings(config.run.deterministic) if device.type == "cuda" \
+        else contextlib.nullcontext()
+    with scope:
+        return _run_on(config, env, reporter, device, identity)
+
+
+def _run_on(config: TrainConfig, env: DistEnv, reporter: Reporter, device: torch.device,
+            identity: DataIdentity) -> RunResult:
     run = config.run
-    if device.type == "cuda":
-        configure_cuda(run.deterministic)
     saved = load_checkpoint(checkpoint_path(run.out)) if run.resume else None
     if saved:
         _check_resumable(config, saved, identity)
