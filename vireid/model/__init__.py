@@ -1,5 +1,6 @@
 """Models: ``build_model(num_classes, arch, non_local, pooling, pretrained)``;
-``list_models()``; ``load_original(path)`` reads a checkpoint of the original AGW code.
+``list_models()``; ``load_original(path)`` reads a checkpoint of the original AGW code;
+``DEEN(num_classes, arch, variant, pretrained)`` (``vireid.model.deen``).
 Which head a method uses is the method's business (``vireid.train.methods``).
 
 ``pretrained``: "none", "torchvision" (ImageNet weights from the torch hub cache, downloaded
@@ -21,6 +22,7 @@ import torchvision
 from vireid.errors import VireidError
 from vireid.model.agw import AGW, POOLING
 from vireid.model.backbone import ARCHS, TwoStreamResNet
+from vireid.model.deen import DEEN as DEEN  # re-export
 from vireid.model.original import load_original as load_original  # re-export
 
 log = logging.getLogger(__name__)
@@ -41,12 +43,19 @@ def build_model(num_classes: int, arch: str = "resnet50", *, non_local: bool = T
     if pooling not in POOLING:
         raise VireidError("pooling", f"unknown pooling {pooling!r} ({', '.join(POOLING)})")
     spec = ARCHS[str(arch)]
-    resnet = getattr(torchvision.models, spec.builder)(weights=None)
+    backbone = TwoStreamResNet(imagenet_resnet(arch, pretrained), spec, non_local=non_local)
+    return AGW(backbone, spec.features, num_classes, pooling)
+
+
+def imagenet_resnet(arch: str, pretrained: str = "torchvision"):
+    """torchvision's ResNet ``arch`` with the weights ``pretrained`` names (see above)."""
+    if arch not in ARCHS:
+        raise VireidError("arch", f"unknown architecture {arch!r} ({', '.join(ARCHS)})")
+    resnet = getattr(torchvision.models, ARCHS[str(arch)].builder)(weights=None)
     state = imagenet_state(arch, pretrained)
     if state is not None:
         _load_resnet(resnet, state, pretrained)
-    backbone = TwoStreamResNet(resnet, spec, non_local=non_local)
-    return AGW(backbone, spec.features, num_classes, pooling)
+    return resnet
 
 
 def imagenet_state(arch: str, pretrained: str) -> dict | None:
