@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import platform
 import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from vireid.files import available_cores
 
 
 def environment() -> dict:
@@ -25,7 +26,7 @@ def environment() -> dict:
         except ImportError:
             versions[name.split(".")[-1]] = None
     return {"machine": platform.node(), "cpu": platform.processor() or platform.machine(),
-            "cores": len(os.sched_getaffinity(0)), "versions": versions}
+            "cores": available_cores(), "versions": versions}
 
 
 def repeat(run: Callable[[], float], repeats: int) -> dict:

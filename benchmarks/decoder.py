@@ -99,7 +99,7 @@ def main(argv=None) -> list[dict]:
               "measured", file=sys.stderr)
         return []
     from benchmarks.datasets import fake_sysu, mean_encoded_kb, shards_of
-    from vireid.loader.train_base import default_threads
+    from vireid.files import available_cores
     from vireid.shards.manifest import load_manifest
 
     args.work.mkdir(parents=True, exist_ok=True)
@@ -110,10 +110,10 @@ def main(argv=None) -> list[dict]:
             "size": f"{manifest.height}x{manifest.width}",
             "mean_encoded_kb": mean_encoded_kb(shards)}
     rows = []
-    for option, value, settings in sweep(manifest.height, manifest.width, default_threads()):
+    for option, value, settings in sweep(manifest.height, manifest.width, available_cores()):
         name = "defaults" if option == "defaults" else f"{option} = {value}"
         row = {**base, "name": name, "option": option, "value": value,
-               **measure_row(shards, settings, default_threads() + 1, args)}
+               **measure_row(shards, settings, available_cores() + 1, args)}
         row["ratio_to_default"] = row["images_per_s"] / (rows or [row])[0]["images_per_s"]
         rows.append(row)
         emit([row], args.results)  # each row as measured: a sweep cut short keeps its rows

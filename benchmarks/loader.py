@@ -86,17 +86,17 @@ def loader_rows(args, work: Path, env: dict) -> list[dict]:
     """Every row in its own process, measured in turns with the others; shard files are in
     the page cache (like the original's arrays in RAM) except in the "cold page cache" rows."""
     from benchmarks.datasets import fake_sysu, mean_encoded_kb, shards_of
-    from vireid.loader.train_base import default_threads
+    from vireid.files import available_cores
 
     root = fake_sysu(work, args.ids, args.images_per_camera)
-    threads = default_threads() + 1  # the DALI loader's default, for it and the ceiling
+    threads = available_cores() + 1  # the DALI loader's default, for it and the ceiling
     shards = {encoding: shards_of(root, encoding, work) for encoding in ("jpeg", "raw", "png")}
     jpeg = shards["jpeg"]
 
     def cached(folder, keep=True):
         return lambda: cache_files(folder, keep)
 
-    workers = default_threads()  # one DataLoader worker per core
+    workers = available_cores()  # one DataLoader worker per core
     table = {  # name → (factory, arguments, before each repeat, row fields)
         f"original (uint8 in RAM, PIL, {workers} workers)": (
             original_batches, (root, workers), None, {"threads": workers})}
@@ -263,12 +263,12 @@ def _ratios(rows: list[dict]) -> list[dict]:
 def scaling_rows(args, work: Path, env: dict) -> list[dict]:
     """Fused DALI loader (JPEG shards) images/s for 1, 2, … threads, up to cores + 1."""
     from benchmarks.datasets import fake_sysu, shards_of
-    from vireid.loader.train_base import default_threads
+    from vireid.files import available_cores
 
     jpeg = shards_of(fake_sysu(work, args.ids, args.images_per_camera), "jpeg", work)
     measure = dict(steps=args.steps, warmup=args.warmup, repeats=args.repeats)
     rows = []
-    for threads in range(1, default_threads() + 2):
+    for threads in range(1, available_cores() + 2):
         rows.append({**env, "benchmark": "loader_scaling", "device": "cpu",
                      "batch": IMAGES_PER_STEP, "threads": threads,
                      "name": f"vireid DALI cpu (jpeg), {threads} thread(s)",

@@ -185,9 +185,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         help="skip the loader rows")
     parser.add_argument("--results", type=Path, default=None, help="append the rows here")
     args = parser.parse_args(argv)
-    from vireid.loader.train_base import default_threads
+    from vireid.files import available_cores
 
-    threads = default_threads() + 1  # the DALI training loader's default
+    threads = available_cores() + 1  # the DALI training loader's default
     base = environment()
     work = Path(tempfile.mkdtemp(prefix="vireid-pixels-"))
     try:

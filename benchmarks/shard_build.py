@@ -20,7 +20,8 @@ from PIL import Image
 from benchmarks.common import emit, environment, repeat, timed
 from vireid.datasets import read_dataset
 from vireid.fake import make_fake
-from vireid.shards.build import BuildOptions, available_cores, build_shards
+from vireid.files import available_cores
+from vireid.shards.build import BuildOptions, build_shards
 from vireid.shards.encode import Encoding
 
 

@@ -236,7 +236,7 @@ def end_to_end(args, arch, device, base) -> list[dict]:
     would wait there for the previous step's backward pass."""
     from benchmarks.datasets import fake_sysu, shards_of
     from benchmarks.loader import cache_problem
-    from vireid.loader.train_base import default_threads
+    from vireid.files import available_cores
 
     shards = shards_of(fake_sysu(args.work, 60, 4), "jpeg", args.work)
     amp = "fp16" if device.type == "cuda" else "bf16"
@@ -246,7 +246,7 @@ def end_to_end(args, arch, device, base) -> list[dict]:
                                     "DALI jpeg loader"))
     if device.type == "cuda" and "device-cache" in args.e2e_loaders:
         name = "end to end (DALI device cache + model)"
-        problem = cache_problem(shards, default_threads() + 1, "device")
+        problem = cache_problem(shards, available_cores() + 1, "device")
         if problem:
             print(f"train_step: row {name!r} skipped: {problem}", file=sys.stderr)
             return rows + [{**base, "name": name, "note": f"skipped: {problem}"}]

@@ -123,14 +123,14 @@ def test_an_older_checkpoint_from_several_gpus_resumes_on_the_cpu(tiny_shards, t
 
 def test_evaluation_and_training_threads_divide_the_cores_among_local_ranks(tiny_shards,
                                                                             tmp_path):
-    from vireid.loader.train_base import default_threads
+    from vireid.files import available_cores
     from vireid.train.distributed import DistEnv
     from vireid.train.runner import _threads
 
     run = config(tiny_shards, tmp_path / "run")
     assert _threads(run, DistEnv()) is None  # one process: the loaders' own defaults
     four = DistEnv(rank=1, world_size=8, local_rank=1, local_world_size=4)
-    assert _threads(run, four) == max(1, default_threads() // 4)
+    assert _threads(run, four) == max(1, available_cores() // 4)
     assert _threads(config(tiny_shards, tmp_path / "x", num_threads=3), four) == 3
 
 

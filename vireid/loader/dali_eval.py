@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 
 from vireid.errors import VireidError
+from vireid.files import available_cores
 from vireid.loader.dali_errors import explain, stop_pipeline
 from vireid.loader.dali_pipes import eval_pipeline, import_dali
 from vireid.loader.handoff import run_pipeline, to_torch
 from vireid.loader.plan import eval_share
 from vireid.loader.settings import EVAL_BATCH_SIZE, Backend
 from vireid.loader.source import ShardBytes, UsesShards, open_source
-from vireid.loader.train_base import default_threads
 from vireid.shards.encode import Encoding
 
 
@@ -64,7 +64,7 @@ class EvalLoader(UsesShards):
         self._pipe = eval_pipeline(
             self._callback, batch_size=batch_size, encoding=manifest.encoding, stored=stored,
             size=size or stored, device=backend.device, device_id=backend.device_id,
-            num_threads=backend.num_threads or default_threads(), decoder=backend.decoder)
+            num_threads=backend.num_threads or available_cores(), decoder=backend.decoder)
 
     def __len__(self) -> int:
         return -(-len(self.samples) // self.batch_size)

@@ -16,6 +16,7 @@ import numpy as np
 
 from vireid.choices import Cache, CpuAugment, Views
 from vireid.errors import VireidError
+from vireid.files import available_cores
 from vireid.loader.augment import CAJ_ERASE_FILL, ERASE_FILL, PAD
 from vireid.loader.dali_errors import explain, stop_pipeline
 from vireid.loader.dali_pipes import decode_pipeline, import_dali, train_pipeline
@@ -23,7 +24,7 @@ from vireid.loader.fused import FusedAugment, OutputBuffers, packed
 from vireid.loader.handoff import run_pipeline, to_torch
 from vireid.loader.settings import Backend, Sampling
 from vireid.loader.source import ShardBytes
-from vireid.loader.train_base import TrainLoaderBase, default_threads
+from vireid.loader.train_base import TrainLoaderBase
 from vireid.shards.encode import Encoding
 
 # steps between asking the OS to read a step's bytes and reading them (DALI already runs the
@@ -132,13 +133,13 @@ class TrainLoader(TrainLoaderBase):
             CpuAugment.parse(backend.cpu_augment, "CPU augmentation") is CpuAugment.FUSED
         # one more thread than cores: measured ~10% faster on 2 cores (the executor and the
         # Python side otherwise leave a core idle part of the time)
-        self.num_threads = backend.num_threads or default_threads() + 1
+        self.num_threads = backend.num_threads or available_cores() + 1
         self.prefetch = backend.prefetch
         self.channel_views = self.views == Views.CHANNEL
         self.fill = CAJ_ERASE_FILL if self.channel_views else ERASE_FILL
         # the kernel's threads: one per core, fewer when the caller asks for fewer threads
         # (e.g. one process per core under torchrun)
-        workers = max(1, min(default_threads(), self.num_threads))
+        workers = max(1, min(available_cores(), self.num_threads))
         self._augment = FusedAugment(self.width, workers) if self.fused else None
         self._buffers = OutputBuffers() if self.fused else None
         self._pipe = self._source = None

@@ -10,7 +10,6 @@ any batch resumes exactly at the next one.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +21,6 @@ from vireid.loader.settings import Sampling
 from vireid.loader.source import ShardBytes, UsesShards, open_source
 from vireid.records import TrainView
 from vireid.shards.manifest import Manifest
-
-
-def default_threads() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
 def check_enough_images(manifest: Manifest, view: TrainView, num_pos: int) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from vireid.constants import (
     SHARD_MAX_SAMPLES,
 )
 from vireid.errors import VireidError
+from vireid.files import available_cores
 from vireid.records import RawDataset, Record
 from vireid.shards.encode import Chroma, Encoded, EncodeTask, Encoding, size_problem
 from vireid.shards.layout import check_training_ids, remap_views_and_protocols, sample_keys
@@ -65,9 +65,6 @@ class BuildOptions:
     skip_bad_images: bool = False
     overwrite: bool = False
 
-
-def available_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
 def build_shards(dataset: RawDataset, out_dir: Path, options: BuildOptions,

@@ -9,12 +9,12 @@ the disk's read speed.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from vireid.errors import VireidError
+from vireid.files import available_cores
 from vireid.shards.manifest import Manifest
 from vireid.shards.tario import sha256_file
 
@@ -23,8 +23,7 @@ def check_checksums(directory: Path, manifest: Manifest, threads: int | None = N
                     progress: Callable[[int], None] | None = None) -> None:
     """Raise a VireidError naming the first tar whose bytes differ from the manifest."""
     directory = Path(directory)
-    workers = threads or min(8, len(os.sched_getaffinity(0)) if hasattr(
-        os, "sched_getaffinity") else os.cpu_count() or 1)
+    workers = threads or min(8, available_cores())
     with ThreadPoolExecutor(max(1, workers)) as pool:
         digests = pool.map(lambda shard: _digest(directory / shard.file), manifest.shards)
         for shard, digest in zip(manifest.shards, digests):

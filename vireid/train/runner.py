@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 
 from vireid.errors import VireidError
+from vireid.files import available_cores
 from vireid.loader import make_train_loader
 from vireid.loader.source import ShardBytes
-from vireid.loader.train_base import default_threads
 from vireid.train.checkpoint import load_checkpoint, load_weights, restore_rng, restore_scaler
 from vireid.train.config import TrainConfig, checked_on_resume
 from vireid.train.device import (
@@ -130,7 +130,7 @@ def _threads(config: TrainConfig, env: DistEnv) -> int | None:
     threads = config.loader.num_threads
     if threads or not env.active:
         return threads
-    return max(1, default_threads() // env.local_world_size)
+    return max(1, available_cores() // env.local_world_size)
 
 
 def _precision(config: TrainConfig, device: torch.device, saved: dict | None) -> str:
