@@ -1,5 +1,6 @@
 # The two commands of the README: `make demo` (main job on generated fake data) and
 # `make test` (the whole test suite). Both create the virtual environment they need.
+# `make test-quick`: the suite without the tests marked `slow` (-m "not slow"), same install.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -9,7 +10,7 @@ DEMO_DIR ?= demo
 
 GPU_RESULTS ?= benchmarks/results
 
-.PHONY: install demo test lint bench gpu-check clean
+.PHONY: install demo test test-quick lint bench gpu-check clean
 
 install: $(BIN)/.installed
 
@@ -24,6 +25,9 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest tests
+
+test-quick: install
+	$(BIN)/python -m pytest -m "not slow" tests
 
 lint: install
 	$(BIN)/ruff check vireid tests benchmarks tools

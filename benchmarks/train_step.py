@@ -7,6 +7,10 @@ targets, met or not (recorded, never asserted).
 
     python -m benchmarks.train_step                       # resnet18 on CPU, resnet50 on GPU
     python -m benchmarks.train_step --arch resnet18 --steps 2 --repeats 1 --no-end-to-end
+    python -m benchmarks.train_step --methods agw deen --no-end-to-end   # DEEN rows beside AGW
+
+Each method's model-only rows use its own network, losses and sampling defaults (AGW: P = 8,
+K = 4, 64 images a step; DEEN: P = 6, K = 4, 48 images, three branches from DEE on).
 """
 
 from __future__ import annotations
@@ -21,8 +25,8 @@ import torch
 
 from benchmarks.common import emit, environment
 from vireid.loader.settings import Sampling
-from vireid.model import build_model
 from vireid.train.engine import train_one_epoch
+from vireid.train.methods import get_method
 from vireid.train.schedule import make_optimizer
 
 BATCH_IDS, NUM_POS = Sampling.batch_ids, Sampling.num_pos  # the original's P and K
@@ -40,11 +44,12 @@ TARGETS = {  # issue 14, recorded in the rows (never asserted)
 class Synthetic:
     """A loader-shaped source of fixed in-memory batches (no data work at all)."""
 
-    def __init__(self, steps: int, height: int, width: int, classes: int):
-        n = BATCH_IDS * NUM_POS
+    def __init__(self, steps: int, height: int, width: int, classes: int,
+                 batch_ids: int = BATCH_IDS, num_pos: int = NUM_POS):
+        n = batch_ids * num_pos
         images = torch.randn(n, 3, height, width).to(torch.float16)
         images = images.contiguous(memory_format=torch.channels_last)
-        labels = torch.arange(BATCH_IDS).repeat_interleave(NUM_POS) % classes
+        labels = torch.arange(batch_ids).repeat_interleave(num_pos) % classes
         self.batch = {"visible": images, "infrared": images.clone(), "labels_visible": labels,
                       "labels_infrared": labels, "epoch": 0, "step": 0}
         self.steps = steps
@@ -57,11 +62,12 @@ class Synthetic:
             yield {**self.batch, "step": step}
 
 
-def measure(model, loader, device, amp_dtype, channels_last, repeats) -> dict:
+def measure(model, loader, device, amp_dtype, channels_last, repeats, method: str = "agw",
+            num_pos: int = NUM_POS) -> dict:
     optimizer = make_optimizer(model.param_groups(0.01))
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)
-    options = dict(device=device, amp_dtype=amp_dtype, method="agw",
-                   channels_last=channels_last, log_every=10**9)
+    options = dict(device=device, amp_dtype=amp_dtype, method=method,
+                   channels_last=channels_last, log_every=10**9, num_pos=num_pos)
     train_one_epoch(model, _Cut(loader, 2), optimizer, scaler, **options)  # warm-up
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -96,13 +102,14 @@ def gpu_memory(device) -> dict:
             "gpu_memory_in_use_mb": (total - free) / 2**20}
 
 
-def sysu_minutes(images_per_s: float) -> float:
-    """Training time of 81 SYSU-MM01 epochs at this rate (steps per epoch as the sampler
-    counts them; evaluation not included)."""
+def sysu_minutes(images_per_s: float, epochs: int = EPOCHS, batch_ids: int = BATCH_IDS,
+                 num_pos: int = NUM_POS) -> float:
+    """Training time of a SYSU-MM01 run at this rate (steps per epoch as the sampler counts
+    them; evaluation not included): 81 epochs at P = 8, K = 4 by default (AGW)."""
     from vireid.loader.sampler import IdentitySampler
 
-    steps = IdentitySampler((), (), *SYSU_TRAIN, BATCH_IDS, NUM_POS).steps_per_epoch
-    return EPOCHS * steps * 2 * BATCH_IDS * NUM_POS / images_per_s / 60
+    steps = IdentitySampler((), (), *SYSU_TRAIN, batch_ids, num_pos).steps_per_epoch
+    return epochs * steps * 2 * batch_ids * num_pos / images_per_s / 60
 
 
 class _Waited:
@@ -164,42 +171,31 @@ def main(argv=None) -> list[dict]:
                         "float32 NCHW reference of the ratios)")
     parser.add_argument("--e2e-loaders", nargs="*", choices=E2E_LOADERS, default=E2E_LOADERS,
                         help="end to end: the decoding loader, the device cache (GPU)")
+    parser.add_argument("--methods", nargs="+", default=["agw"], metavar="METHOD",
+                        help="model-only rows of these methods (agw, base, caj, deen), each "
+                        "with its own network, losses and P, K (default: agw)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/vireid-bench"))
     parser.add_argument("--results", type=Path, default=None)
     args = parser.parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     arch = args.arch or ("resnet50" if device.type == "cuda" else "resnet18")
-    from vireid.train.device import resolve_amp
 
     base = {**environment(), "benchmark": "train_step", "device": device.type, "arch": arch,
             "batch": 2 * BATCH_IDS * NUM_POS, "threads": torch.get_num_threads(),
             "size": f"{args.height}x{args.width}"}
     rows = []
-    compiles = (False, True) if args.compile else (False,)
-    for amp, channels_last, compiled in itertools.product(amp_modes(device), (True, False),
-                                                          compiles):
-        if compiled and ((not channels_last and args.compile_channels_last_only)
-                         or amp not in (args.compile_amp or [amp])):
-            continue
-        name = f"model only, amp {amp}, channels-last {'on' if channels_last else 'off'}" \
-            f"{', compile' if compiled else ''}"
-        reference = amp == "off" and not channels_last and not compiled
-        if not args.model_only or not (reference or not args.rows
-                                       or any(text in name for text in args.rows)):
-            continue
-        model = _model(arch, 395, device, channels_last, compiled)
-        loader = Synthetic(args.steps, args.height, args.width, 395)
-        rows.append({**base, "name": name, "amp": amp, "channels_last": channels_last,
-                     "compile": compiled,
-                     **measure(model, loader, device, resolve_amp(amp, device.type),
-                               channels_last, args.repeats)})
+    for method in args.methods:
+        rows += model_rows(args, method, arch, device, base)
     if args.end_to_end:
         rows += end_to_end(args, arch, device, base)
-    reference = next((r["images_per_s"] for r in rows if r.get("amp") == "off"
-                      and not r["channels_last"] and not r["compile"]), None)  # the original
     for row in rows:
+        # the float32 NCHW row of the same method, measured in this run (not with
+        # --no-model-only): the original's way of running it
+        reference = next((r["images_per_s"] for r in rows if r.get("amp") == "off"
+                          and not r["channels_last"] and not r["compile"]
+                          and r.get("method", "agw") == row.get("method", "agw")), None)
         if "images_per_s" in row:  # not a row saying why it was skipped
-            if reference:  # float32 NCHW measured in this run (not with --no-model-only)
+            if reference:
                 row["ratio_to_original"] = row["images_per_s"] / reference
             _targets(row)
     emit(rows, args.results)
@@ -220,9 +216,49 @@ def _targets(row: dict) -> None:
         row["target_met"] = bool(met(row))
 
 
-def _model(arch, classes, device, channels_last, compiled):
+def model_rows(args, method: str, arch: str, device, base: dict) -> list[dict]:
+    """The model-only rows of one method: every AMP mode, channels-last on and off, and
+    torch.compile where asked, on synthetic batches of the method's P × K."""
+    from vireid.train.device import resolve_amp
+
+    spec = get_method(method)
+    batch_ids = spec.settings.get("batch_ids", BATCH_IDS)
+    num_pos = spec.settings.get("num_pos", NUM_POS)
+    epochs = spec.epochs
+    prefix = "" if method == "agw" else f"{method} "
+    rows = []
+    compiles = (False, True) if args.compile else (False,)
+    for amp, channels_last, compiled in itertools.product(amp_modes(device), (True, False),
+                                                          compiles):
+        if compiled and ((not channels_last and args.compile_channels_last_only)
+                         or amp not in (args.compile_amp or [amp])):
+            continue
+        name = f"{prefix}model only, amp {amp}, channels-last {'on' if channels_last else 'off'}" \
+            f"{', compile' if compiled else ''}"
+        reference = amp == "off" and not channels_last and not compiled
+        if not args.model_only or not (reference or not args.rows
+                                       or any(text in name for text in args.rows)):
+            continue
+        model = _model(arch, 395, device, channels_last, compiled, method)
+        loader = Synthetic(args.steps, args.height, args.width, 395, batch_ids, num_pos)
+        measured = measure(model, loader, device, resolve_amp(amp, device.type), channels_last,
+                           args.repeats, method, num_pos)
+        if method != "agw":  # AGW's schedule at this rate: not this method's
+            measured.pop("sysu_81_epochs_minutes")
+        rows.append({**base, "name": name, "method": method, "amp": amp,
+                     "channels_last": channels_last, "compile": compiled,
+                     "batch": 2 * batch_ids * num_pos, **measured,
+                     "sysu_run_minutes": sysu_minutes(measured["images_per_s"], epochs,
+                                                      batch_ids, num_pos),
+                     "sysu_run_epochs": epochs})
+    return rows
+
+
+def _model(arch, classes, device, channels_last, compiled, method: str = "agw"):
     torch.manual_seed(0)
-    model = build_model(classes, arch=arch, pretrained="none").to(device)
+    spec = get_method(method)
+    model = spec.build_model(classes, arch, pretrained="none",
+                             **spec.model_options("sysu")).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     return torch.compile(model) if compiled else model

@@ -6,7 +6,6 @@ DALI skip, with the reason, on machines without one.
 
 from __future__ import annotations
 
-import ast
 import functools
 import shutil
 from pathlib import Path
@@ -17,54 +16,7 @@ from vireid.datasets import read_dataset
 from vireid.shards.build import BuildOptions, build_shards
 from vireid.shards.encode import Encoding
 
-ROOT = Path(__file__).resolve().parents[1]
 DALI_REASON = "needs NVIDIA DALI (pip install 'vireid[cuda130]')"
-# Tests that need DALI without importing it: they use the DALI loaders, directly or through
-# vireid-train / vireid-test (whose default loader is DALI), or DALI's wds2idx tool. "*" is the
-# whole module. Found by running the suite with DALI unimportable (a sitecustomize.py on
-# PYTHONPATH whose meta-path finder refuses nvidia.dali* and wds2idx). Tests that import
-# nvidia.dali themselves, and those marked `dali`, need no entry.
-DALI_TESTS = {
-    "tests/loader/test_dali_graph.py": "*",
-    "tests/loader/test_handoff.py": "*",
-    "tests/loader/test_dali_errors.py": (
-        "test_a_real_non_decoding_failure_is_one_line",
-        "test_damaged_jpeg_body_in_training_names_the_tar_and_key",
-        "test_damaged_images_in_evaluation_name_the_tar_and_key"),
-    "tests/loader/test_loaders.py": (
-        "test_dali_equals_reference", "test_batches_show_the_sampled_identities",
-        "test_augmentation_statistics_measured_on_dali_output",
-        "test_resume_mid_epoch_gives_the_same_batches",
-        "test_state_from_another_configuration_is_refused",
-        "test_eval_loader_reads_requested_samples_in_order",
-        "test_eval_loader_resizes_when_asked", "test_broken_shards_fail_before_the_first_batch",
-        "test_unknown_cpu_augment_is_refused", "test_fused_and_dali_graphs_agree_over_epochs",
-        "test_damaged_image_inside_an_intact_shard_is_one_clear_error"),
-    "tests/shards/test_build.py": ("test_index_files_equal_dalis_wds2idx",),
-    "tests/test_benchmarks.py": "*",
-    "tests/train/test_bad_input.py": (
-        "test_a_stale_lock_of_a_dead_process_does_not_block",
-        "test_a_full_disk_while_saving_is_one_line_and_leaves_no_partial",
-        "test_a_mistyped_pretrained_path_is_refused",
-        "test_resume_accepts_the_same_data_by_another_path",
-        "test_resume_on_other_data_or_of_a_finished_run_is_refused",
-        "test_shards_rebuilt_under_a_running_training_stop_it",
-        "test_a_changed_byte_is_caught_before_training_and_testing",
-        "test_json_output_is_checked_before_the_evaluation", "test_json_rows_are_written",
-        "test_a_huge_batch_size_is_refused_and_batches_follow_the_data",
-        "test_a_model_trained_at_another_size_is_tested_at_its_size",
-        "test_resume_with_the_default_regdb_trial_spelled_out",
-        "test_a_destroyed_jpeg_header_is_one_line_in_training_and_testing"),
-    "tests/train/test_device.py": (
-        "test_a_cpu_run_resumed_with_another_precision_is_refused",
-        "test_an_older_checkpoint_from_several_gpus_resumes_on_the_cpu"),
-    "tests/train/test_distributed.py": "*",
-    "tests/train/test_runner.py": (
-        "test_resume_after_a_kill_matches_the_uninterrupted_run", "test_run_folder_contents",
-        "test_nan_loss_stops_and_keeps_the_last_good_checkpoint",
-        "test_checkpoint_of_another_model_or_class_count",
-        "test_a_short_run_learns_far_above_chance"),
-}
 
 
 @functools.cache
@@ -76,65 +28,15 @@ def has_dali() -> bool:
     return True
 
 
-def _is_dali_import(node: ast.AST) -> bool:
-    if isinstance(node, ast.Import):
-        return any(alias.name.startswith("nvidia.dali") for alias in node.names)
-    if isinstance(node, ast.ImportFrom):
-        module = node.module or ""
-        return module.startswith("nvidia.dali") or (
-            module == "nvidia" and any(alias.name == "dali" for alias in node.names))
-    return False
-
-
-@functools.cache
-def dali_importers(path: Path) -> frozenset[str]:
-    """Where a test module imports nvidia.dali: "top" for its own import statements (run at
-    import time), the names of the test functions that do, "*" for any helper or class."""
-    found = set()
-    for node in ast.parse(path.read_text()).body:
-        if isinstance(node, (ast.Import, ast.ImportFrom)) and _is_dali_import(node):
-            found.add("top")
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and any(
-                map(_is_dali_import, ast.walk(node))):
-            found.add(node.name if node.name.startswith("test_") else "*")
-    return frozenset(found)
-
-
-def needs_dali(item) -> bool:
-    """Marked `dali`, listed in DALI_TESTS, or importing nvidia.dali (itself or its module)."""
-    if item.get_closest_marker("dali"):
-        return True
-    name = getattr(item, "originalname", item.name)
-    listed = DALI_TESTS.get(item.path.relative_to(ROOT).as_posix(), ())
-    return listed == "*" or name in listed or bool({"top", "*", name} & dali_importers(
-        item.path))
-
-
-class _ModuleNeedingDali(pytest.Module):
-    def collect(self):
-        pytest.skip(DALI_REASON)
-
-
-def pytest_pycollect_makemodule(module_path, parent):
-    """A test module that imports DALI at its top skips whole (instead of failing to import)."""
-    if "top" in dali_importers(module_path) and not has_dali():
-        return _ModuleNeedingDali.from_parent(parent, path=module_path)
-    return None
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_make_collect_report(collector):
-    """Such a skip names its module, not this file."""
-    report = yield
-    if isinstance(collector, _ModuleNeedingDali) and report.skipped:
-        report.longrepr = (str(collector.path), None, f"Skipped: {DALI_REASON}")
-    return report
-
-
 def skip_without_dali(items) -> None:
-    dali_items = [item for item in items if needs_dali(item)]
-    if dali_items and not has_dali():
-        for item in dali_items:
+    """Tests marked `dali` skip where DALI is not importable; a test needs the mark when it
+    uses DALI in any way: importing it, the DALI loaders (directly or through vireid-train /
+    vireid-test, whose default loader is DALI), or DALI's wds2idx tool. A missing mark is
+    caught by tests/test_dali_markers.py, which runs tests with DALI made unimportable."""
+    if has_dali():
+        return
+    for item in items:
+        if item.get_closest_marker("dali"):
             item.add_marker(pytest.mark.skip(reason=DALI_REASON))
 
 

@@ -5,6 +5,8 @@ import json
 import pytest
 import torch
 
+pytestmark = pytest.mark.dali
+
 
 @pytest.mark.slow
 def test_quick_suite_writes_rows_report_and_plots(tmp_path):

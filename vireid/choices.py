@@ -64,6 +64,7 @@ class Method(Choice):
     AGW = "agw"
     BASE = "base"
     CAJ = "caj"
+    DEEN = "deen"
 
 
 class Triplet(Choice):
@@ -109,6 +110,17 @@ class Recipe(Choice):
 
 
 class Feature(Choice):
+    """Which test features a model is scored on (``vireid-test --feature``)."""
+
     POOL = "pool"
     FC = "fc"
-    BOTH = "both"
+    BOTH = "both"  # the method's two rows: pool and fc (agw, base, caj); all and weighted (deen)
+    ALL = "all"  # pool and fc parts concatenated (DEEN's distmat7: the six similarities summed)
+    WEIGHTED = "weighted"  # 0.1 × the pool similarities + 0.9 × the fc ones (DEEN's distmat8)
+
+
+class FlipRule(Choice):
+    """How test features of an image and its mirror are combined (with flip averaging)."""
+
+    MEAN = "mean"  # normalise((a + b) / 2) of the two L2-normalised outputs (CAJ's testa.py)
+    SUM = "sum"  # a + b, not normalised again (DEEN's test.py)

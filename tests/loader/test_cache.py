@@ -1,97 +1,26 @@
-"""The decoded cache (``--cache host``) against the decoding loader, and its tensor
-augmentation against the fused kernel and a numpy oracle, bit for bit, on the CPU."""
+"""The decoded cache (``cache host``) against the decoding loader, bit for bit, on the CPU;
+its first pass, memory checks and copies. The augmenters it hands its rows to are checked
+in test_augmenters.py."""
 
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pytest
 import torch
 
-from tests.loader.test_fused import CORNERS, ERASE_BOXES, assert_bitwise, fused, grid
+from tests.loader.test_augmenters import mixed_params, numpy_oracle
+from tests.loader.test_fused import assert_bitwise
 from tests.loaders import train_loader
-from vireid.constants import IMAGENET_MEAN, IMAGENET_STD
 from vireid.errors import VireidError
-from vireid.loader import cache as cache_module
-from vireid.loader import dali_decode
-from vireid.loader.augment import (
-    CAJ_ERASE_FILL,
-    PAD,
-    AugmentParams,
-    draw_adaptive_gray,
-    draw_channel_exchange,
-    draw_params,
-)
+from vireid.loader import dali_decode, memory
 from vireid.loader.cache import DecodedCache
-from vireid.loader.tensor_augment import augment_tensor
+from vireid.loader.plan import StepPlan
+from vireid.loader.tensor_augment import TensorAugmenter
 
 SMALL = {"width": 32, "height": 64}
 OPTIONS = {"batch_ids": 4, "num_pos": 2, "seed": 11}
-
-
-def numpy_oracle(images: np.ndarray, params: AugmentParams) -> np.ndarray:
-    """AugmentParams' docstring, one image at a time in numpy float32: pad → crop → flip →
-    x·scale then + bias → erase box = fill → (M[c,0]·x0 + M[c,1]·x1) + M[c,2]·x2 → float16."""
-    mean, std = np.float32(IMAGENET_MEAN), np.float32(IMAGENET_STD)
-    scale = (np.float32(1) / (np.float32(255) * std)).astype(np.float32)
-    bias = (-mean / std).astype(np.float32)
-    count, height, width, _ = images.shape
-    result = np.empty(images.shape, np.float16)
-    for n in range(count):
-        padded = np.pad(images[n], ((PAD, PAD), (PAD, PAD), (0, 0)))
-        crop = padded[params.top[n]:params.top[n] + height, params.left[n]:params.left[n] + width]
-        if params.flip[n]:
-            crop = crop[:, ::-1]
-        x = crop.astype(np.float32) * scale
-        x = x + bias
-        top, left, h, w = params.erase[n]
-        x[top:top + h, left:left + w] = np.float32(params.fill)
-        if params.mix is not None:
-            m = params.mix[n]
-            x = np.stack([(m[c, 0] * x[..., 0] + m[c, 1] * x[..., 1]) + m[c, 2] * x[..., 2]
-                          for c in range(3)], axis=-1)
-        result[n] = x.astype(np.float16)
-    return result
-
-
-def test_tensor_augment_equals_the_fused_kernel_on_drawn_params():
-    rng = np.random.default_rng(1)
-    for height, width, count in [(64, 32, 32), (37, 23, 40), (9, 7, 8)]:
-        images = rng.integers(0, 256, (count, height, width, 3), dtype=np.uint8)
-        params = draw_params(rng, count, height, width)
-        assert_bitwise(augment_tensor(torch.from_numpy(images), params), fused(images, params))
-
-
-@pytest.mark.parametrize("box", ERASE_BOXES.values(), ids=ERASE_BOXES.keys())
-def test_tensor_augment_equals_the_fused_kernel_at_borders(box):
-    """Every crop corner (border crops), both flips, empty and edge erase boxes."""
-    images, params = grid(CORNERS, (False, True), [box])
-    out = torch.full(images.shape, float("nan"), dtype=torch.float16)
-    assert augment_tensor(torch.from_numpy(images), params, out) is out
-    assert_bitwise(out, fused(images, params))
-
-
-def _mixed_params(rng, count: int, height: int, width: int) -> AugmentParams:
-    p = draw_params(rng, count, height, width, erase_prob=0.8)
-    half = count // 2
-    mix = np.concatenate([draw_channel_exchange(rng, half),
-                          draw_adaptive_gray(rng, count - half, probability=0.9)])
-    mix[0] = rng.normal(size=(3, 3)).astype(np.float32)  # an arbitrary matrix too
-    return AugmentParams(p.top, p.left, p.flip, p.erase, mix, CAJ_ERASE_FILL)
-
-
-def test_tensor_augment_mixing_and_fill_equal_the_numpy_oracle():
-    rng = np.random.default_rng(2)
-    images = rng.integers(0, 256, (48, 37, 23, 3), dtype=np.uint8)
-    params = _mixed_params(rng, 48, 37, 23)
-    assert (params.erase[:, 2] > 0).sum() > 10
-    got = augment_tensor(torch.from_numpy(images), params).numpy()
-    assert_bitwise(got, numpy_oracle(images, params))
-    plain = AugmentParams(params.top, params.left, params.flip, params.erase)
-    assert_bitwise(augment_tensor(torch.from_numpy(images), plain).numpy(),
-                   numpy_oracle(images, plain))
 
 
 def _visible(loader, epochs: int = 1, count: int | None = None) -> list[torch.Tensor]:
@@ -119,18 +48,8 @@ def test_cached_batches_equal_the_decoding_loader_over_two_epochs(shard_dir, enc
     expected = _visible(train_loader("dali", shards, **OPTIONS), epochs=2)
     cached = train_loader("dali", shards, cache="host", **OPTIONS)
     _same(_visible(cached, epochs=2), expected)
-    assert cached._cached.count == len(set(cached.view.visible.samples)
-                                       | set(cached.view.infrared.samples))
-
-
-@pytest.mark.dali
-def test_cache_with_dali_operators_and_device_on_a_cpu_run(shard_dir):
-    """``cpu_augment="dali"`` (no kernel of the loader's) and ``device`` (= host on a CPU)."""
-    shards = shard_dir("sysu", "png", **SMALL)
-    expected = _visible(train_loader("dali", shards, **OPTIONS), count=4)
-    cached = train_loader("dali", shards, cache="device", cpu_augment="dali", **OPTIONS)
-    _same(_visible(cached, count=4), expected)
-    assert cached._cached.where == "host"
+    assert cached.first_pass().images == len(set(cached.view.visible.samples)
+                                             | set(cached.view.infrared.samples))
 
 
 @pytest.mark.dali
@@ -180,43 +99,44 @@ def test_nothing_is_decoded_after_the_first_pass(shard_dir, monkeypatch):
     monkeypatch.setattr(loader.source, "read_images",
                         lambda samples: reads.append(samples) or read_images(samples))
     _visible(loader, epochs=2)
-    assert calls == [loader._cached.count] and reads == []
-    cached = loader._cached
-    assert cached.decode_seconds > 0 and cached.first_batch_seconds >= cached.decode_seconds
-    assert cached.nbytes == cached.count * 64 * 32 * 3
-    assert cached.summary() == (f"decoded {cached.count:,} images "
-                                f"({cached.nbytes / 1e6:.1f} MB, host) in "
-                                f"{cached.decode_seconds:.2f} s")
+    first = loader.first_pass()
+    assert calls == [first.images] and reads == []
+    assert first.decode_seconds > 0 and first.first_batch_seconds >= first.decode_seconds
+    assert first.nbytes == first.images * 64 * 32 * 3
+    assert first.summary() == (f"decoded {first.images:,} images "
+                               f"({first.nbytes / 1e6:.1f} MB, host) in "
+                               f"{first.decode_seconds:.2f} s")
+    assert first.report()["where"] == "host"
 
 
 @pytest.mark.dali
 def test_a_cache_that_does_not_fit_is_refused_before_decoding(shard_dir, monkeypatch):
     shards = shard_dir("sysu", "raw", **SMALL)
-    monkeypatch.setattr(cache_module, "host_memory_limits", lambda: {"": 3 * 10**9})
+    monkeypatch.setattr(memory, "host_memory_limits", lambda: {"": 3 * 10**9})
     monkeypatch.setattr(dali_decode, "decode_samples",
                         lambda *a, **k: pytest.fail("decoded before the memory check"))
-    monkeypatch.setitem(cache_module.HEADROOM, "host", (0.1, 3 * 10**9))
+    monkeypatch.setitem(memory.HEADROOM, "host", (0.1, 3 * 10**9))
     loader = train_loader("dali", shards, cache="host", **OPTIONS)
     with pytest.raises(VireidError, match=r"^cache: the decoded training set needs 0\.0 GB "
                        r"\([\d,]+ images × 64×32×3\), but only 3\.0 GB of host memory is "
-                       r"available \(keeping 3\.0 GB free\): use --cache none$"):
+                       r"available \(keeping 3\.0 GB free\): use cache none$"):
         next(iter(loader))
 
 
 def test_the_refusal_names_the_numbers_and_the_way_out():
     with pytest.raises(VireidError, match=r"needs 5\.5 GB \(44,000 images × 288×144×3\), but "
-                       r"only 6\.0 GB of GPU memory .* use --cache none or --cache host$"):
-        cache_module.check_fits(5_474_304_000, 44_000, (288, 144), "device", 6 * 10**9)
-    cache_module.check_fits(4 * 10**9, 1, (1, 1), "host", 6 * 10**9)  # fits: no error
-    assert cache_module.available_host_memory() > 0
+                       r"only 6\.0 GB of GPU memory .* use cache none or cache host$"):
+        memory.check_fits(5_474_304_000, 44_000, (288, 144), "device", 6 * 10**9)
+    memory.check_fits(4 * 10**9, 1, (1, 1), "host", 6 * 10**9)  # fits: no error
+    assert memory.available_host_memory() > 0
 
 
 def test_each_process_on_the_machine_counts_for_a_host_cache():
     """torchrun: every local process holds its own host cache; a GPU's is one per GPU."""
-    cache_module.check_fits(2 * 10**9, 1, (1, 1), "host", 6 * 10**9, processes=2)
+    memory.check_fits(2 * 10**9, 1, (1, 1), "host", 6 * 10**9, processes=2)
     with pytest.raises(VireidError, match=r"needs 2\.0 GB in each of 3 processes"):
-        cache_module.check_fits(2 * 10**9, 1, (1, 1), "host", 6 * 10**9, processes=3)
-    cache_module.check_fits(2 * 10**9, 1, (1, 1), "device", 6 * 10**9, processes=3)
+        memory.check_fits(2 * 10**9, 1, (1, 1), "host", 6 * 10**9, processes=3)
+    memory.check_fits(2 * 10**9, 1, (1, 1), "device", 6 * 10**9, processes=3)
 
 
 @pytest.mark.dali
@@ -240,7 +160,8 @@ def test_a_damaged_image_in_the_first_pass_names_the_tar_and_key(shard_dir, copy
 
 
 def test_reference_loader_with_a_cache_is_refused(shard_dir, tmp_path):
-    """--cache needs the DALI loader: refused in one line before anything starts."""
+    """A decoded cache needs the DALI loader: refused in one line before anything starts
+    (the settings check asks the loader's route table, test_routes.py)."""
     from vireid.train.config import TrainConfig
     from vireid.train.runner import run_training
 
@@ -300,11 +221,11 @@ def test_a_cached_step_copies_without_waiting(monkeypatch, where):
     rng = np.random.default_rng(5)
     images = torch.zeros((40, 64, 32, 3), dtype=torch.uint8)
     cache = DecodedCache(images.to("meta") if where == "device" else images, np.arange(40),
-                         where, time.perf_counter())
-    params, rows = _mixed_params(rng, 16, 64, 32), rng.integers(0, 40, 16)
-    meta = torch.device("meta")
-    cache.on_device(rows, params, meta)  # the first step also makes the normalisation tables
+                         TensorAugmenter(device="meta"))
+    plan = StepPlan(0, 0, rng.integers(0, 40, 16), np.zeros(16, np.int64),
+                    mixed_params(rng, 16, 64, 32))
+    cache.batch(plan)  # the first step also makes the normalisation tables
     calls = _host_to_device_calls(monkeypatch)
-    out = cache.on_device(rows, params, meta)
+    out = cache.batch(plan)
     assert out.shape == (16, 64, 32, 3) and out.dtype == torch.float16
     assert calls == [("to", "meta", True)] * (1 if where == "device" else 2)

@@ -3,7 +3,8 @@ fill, channel exchange on the second visible view and adaptive gray on infrared.
 
 The channel operations are written here literally from the recipe (docs/methods.md) and
 compared with the mixing-matrix formulation every loader uses; their frequencies are read
-back from the pixels the loaders produce.
+back from the pixels the loaders produce. Every augmenter's pixels of CAJ's views against
+the reference: test_augmenters.py; every CPU route's batches: test_routes.py.
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ from vireid.constants import IMAGENET_MEAN, IMAGENET_STD
 from vireid.errors import VireidError
 from vireid.loader.augment import (
     CAJ_ERASE_FILL,
-    PAD,
-    AugmentParams,
     copy_mix,
     draw_adaptive_gray,
     draw_channel_exchange,
@@ -120,42 +119,7 @@ def outcome_of(mix: np.ndarray) -> int:
     return 4 if np.array_equal(mix, np.eye(3, dtype=np.float32)) else 3
 
 
-# --- the fused kernel's float32 path ------------------------------------------------------
-
-def oracle(images: np.ndarray, params: AugmentParams) -> np.ndarray:
-    """pad → crop → flip → v·scale + bias → fill the erase box → mix → float16, in numpy."""
-    count, height, width, _ = images.shape
-    scale = (np.float32(1) / (np.float32(255) * STD)).astype(np.float32)
-    bias = (-MEAN / STD).astype(np.float32)
-    padded = np.pad(images, ((0, 0), (PAD, PAD), (PAD, PAD), (0, 0)))
-    out = np.empty(images.shape, np.float16)
-    for n in range(count):
-        top, left = int(params.top[n]), int(params.left[n])
-        crop = padded[n, top:top + height, left:left + width]
-        if params.flip[n]:
-            crop = crop[:, ::-1]
-        values = crop.astype(np.float32) * scale + bias
-        y, x, h, w = (int(v) for v in params.erase[n])
-        values[y:y + h, x:x + w] = np.asarray(params.fill, np.float32)
-        mix = params.mix[n] if params.mix is not None else np.eye(3, dtype=np.float32)
-        chw = mixed(np.ascontiguousarray(values.transpose(2, 0, 1)), mix)
-        out[n] = chw.transpose(1, 2, 0).astype(np.float16)
-    return out
-
-
-@pytest.mark.parametrize("fill", [(0.0, 0.0, 0.0), CAJ_ERASE_FILL])
-def test_fused_mixing_kernel_equals_the_oracle(fill):
-    rng = np.random.default_rng(2)
-    count, height, width = 48, 40, 24
-    images = rng.integers(0, 256, (count, height, width, 3), dtype=np.uint8)
-    base = draw_params(rng, count, height, width, erase_prob=0.8)
-    mix = np.concatenate([draw_channel_exchange(rng, count // 2),
-                          draw_adaptive_gray(rng, count - count // 2)])
-    params = AugmentParams(base.top, base.left, base.flip, base.erase, mix, fill)
-    out = np.empty(images.shape, np.float16)
-    augment_batch(images, packed(params), NormaliseTables.build(width), out, mix, fill)
-    assert np.array_equal(out.view(np.uint16), oracle(images, params).view(np.uint16))
-
+# --- the fused kernel ----------------------------------------------------------------------
 
 def test_fused_kernel_refuses_a_wrong_mix_shape():
     images = np.zeros((2, 8, 4, 3), np.uint8)
@@ -178,38 +142,7 @@ def take(loader, count):
     return batches
 
 
-@pytest.mark.parametrize("encoding", ["raw", "png"])
-def test_caj_batches_agree_across_loaders(shard_dir, encoding):
-    """The fused kernel, DALI's operators and the reference (the original's transforms and
-    the literal channel operations): the same float16 bits, except that each normalises in
-    its own float32 arithmetic (equal once rounded to float16), so a gray mix of those
-    values may round one float16 step apart."""
-    shards = shard_dir("sysu", encoding, **SMALL)
-    fused = take(train_loader("dali", shards, cpu_augment="fused", **CAJ), 2)
-    graph = take(train_loader("dali", shards, cpu_augment="dali", **CAJ), 2)
-    reference = take(train_loader("reference", shards, **CAJ), 2)
-    with train_loader("dali", shards, **CAJ) as loader:
-        plans = [loader.plan(0, step) for step in range(2)]
-    grays = 0
-    for a, b, c, plan in zip(fused, graph, reference, plans):
-        assert a["visible"].shape == (16, 3, 64, 32) and a["infrared"].shape == (8, 3, 64, 32)
-        assert a["visible"].is_contiguous(memory_format=torch.channels_last)
-        assert torch.equal(a["labels_visible"], torch.cat([a["labels_infrared"]] * 2))
-        images = [torch.cat([x["visible"], x["infrared"]]) for x in (a, b, c)]
-        for n, mix in enumerate(plan.params.mix):
-            if outcome_of(mix) == 3:  # gray
-                grays += 1
-                # one float16 step (near zero: a few subnormal steps, under 1e-6)
-                step = np.spacing(np.abs(images[0][n].numpy())).astype(np.float32) + 1e-6
-                for other in images[1:]:
-                    assert ((images[0][n].float() - other[n].float()).abs().numpy()
-                            <= step).all()
-            else:
-                assert torch.equal(images[0][n], images[1][n])
-                assert torch.equal(images[0][n], images[2][n])
-    assert grays > 0
-
-
+@pytest.mark.dali
 def test_not_augmenting_gives_two_equal_visible_views(shard_dir):
     shards = shard_dir("sysu", "raw", **SMALL)
     (batch,) = take(train_loader("dali", shards, augment=False, **CAJ), 1)
@@ -229,6 +162,7 @@ def classify(image: np.ndarray) -> int:
     return 3
 
 
+@pytest.mark.dali
 @pytest.mark.parametrize("cpu_augment", ["fused", "dali"])
 def test_channel_outcomes_read_back_from_pixels(shard_dir, cpu_augment):
     """Over 30 steps (240 images per group), from the fused kernel and from the DALI graph
@@ -250,6 +184,7 @@ def test_channel_outcomes_read_back_from_pixels(shard_dir, cpu_augment):
     assert chi_square(counts["infrared"], [1 / 4] * 3 + [1 / 8] * 2) < 18.47
 
 
+@pytest.mark.dali
 def test_caj_erase_fill_is_the_recipe_value(shard_dir):
     """Erased boxes of the first visible view (never mixed) hold float16 of the fill."""
     shards = shard_dir("sysu", "raw", **SMALL)
@@ -265,6 +200,7 @@ def test_caj_erase_fill_is_the_recipe_value(shard_dir):
             assert torch.equal(box, torch.tensor(CAJ_ERASE_FILL).half().expand_as(box))
 
 
+@pytest.mark.dali
 def test_resume_with_other_views_is_refused(shard_dir):
     shards = shard_dir("sysu", "raw", **SMALL)
     with train_loader("dali", shards, batch_ids=4, num_pos=2) as agw:

@@ -51,6 +51,7 @@ def test_other_failures_are_dalis_reason_and_do_not_blame_intact_shards(shard_di
     assert "verify" not in text and "\n" not in text
 
 
+@pytest.mark.dali
 def test_a_real_non_decoding_failure_is_one_line(shard_dir):
     """DALI refuses data of the wrong type: its assertion, in one line, no shard blamed."""
     def wrong_type(info):
@@ -77,6 +78,7 @@ def damage_bodies(folder, offset: int, data: bytes) -> None:
                         tar.write(data)
 
 
+@pytest.mark.dali
 @pytest.mark.parametrize("cpu_augment", ["fused", "dali"])
 def test_damaged_jpeg_body_in_training_names_the_tar_and_key(shard_dir, copy_shards,
                                                             cpu_augment):
@@ -90,6 +92,7 @@ def test_damaged_jpeg_body_in_training_names_the_tar_and_key(shard_dir, copy_sha
         next(iter(loader))
 
 
+@pytest.mark.dali
 @pytest.mark.parametrize("offset, data, message", [
     (30, b"\x13" * 300, r"cannot be decoded"),
     (0, b"\0" * 4, r"is not a JPEG"),
@@ -123,6 +126,7 @@ def test_the_failed_pipeline_is_stopped_before_its_batch_is_decoded_again(
     assert events == ["stopped", "decoded"] and "cannot be decoded" in str(error)
 
 
+@pytest.mark.dali
 def test_stop_pipeline_stops_a_real_pipeline(shard_dir):
     """``stop_pipeline`` relies on DALI's private ``_shutdown``: this fails if DALI renames it
     (the stop would silently do nothing)."""

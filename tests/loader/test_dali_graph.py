@@ -11,6 +11,8 @@ from vireid.loader.dali_graph import check_gpu_kernels, graph_nodes, kernel_gaps
 from vireid.loader.dali_pipes import eval_pipeline, import_dali, train_pipeline
 from vireid.shards.encode import Encoding
 
+pytestmark = pytest.mark.dali
+
 
 def never(info):
     raise StopIteration

@@ -1,18 +1,16 @@
-"""The decoded cache on CUDA (``device`` and ``host``) against the CPU path, and the tensor
-augmentation on the GPU against the CPU, bit for bit; a cached step never makes the host wait
-for the GPU."""
+"""The decoded cache on CUDA (``device`` and ``host``) against the CPU path, bit for bit; a
+cached step never makes the host wait for the GPU. The tensor augmenter on the GPU against
+the reference and the kernel's formula: test_augmenters.py."""
 
 from __future__ import annotations
 
 import time
 
-import numpy as np
 import pytest
 import torch
 
-from tests.loader.test_cache import OPTIONS, SMALL, _mixed_params, _same, _visible
+from tests.loader.test_cache import OPTIONS, SMALL, _same, _visible
 from tests.loaders import train_loader
-from vireid.loader.augment import draw_params
 from vireid.loader.tensor_augment import augment_tensor
 
 pytestmark = pytest.mark.gpu
@@ -31,21 +29,10 @@ def test_cuda_cache_equals_the_cpu_cache(shard_dir, encoding, cache):
     loader = train_loader("dali", shards, cache=cache, device="cuda", **OPTIONS)
     got = _visible(loader, epochs=2)
     assert got[0].is_cuda
-    assert loader._cached.images.is_cuda == (cache == "device")
-    assert not loader._cached.images.is_pinned()  # pageable: no power-of-two rounding
+    assert loader.route.cache == cache and loader.first_pass().where == cache
+    assert loader._cache.images.is_cuda == (cache == "device")
+    assert not loader._cache.images.is_pinned()  # pageable: no power-of-two rounding
     _same(_cpu(got), expected)
-
-
-@pytest.mark.parametrize("mixed", [False, True], ids=["plain", "mix"])
-def test_tensor_augment_on_cuda_equals_the_cpu(mixed):
-    rng = np.random.default_rng(3)
-    images = torch.from_numpy(rng.integers(0, 256, (64, 288, 144, 3), dtype=np.uint8))
-    params = _mixed_params(rng, 64, 288, 144) if mixed else draw_params(rng, 64, 288, 144)
-    expected = augment_tensor(images, params)
-    got = augment_tensor(images.cuda(), params)
-    assert got.is_cuda
-    np.testing.assert_array_equal(got.cpu().numpy().view(np.uint16),
-                                  expected.numpy().view(np.uint16))
 
 
 @pytest.mark.dali
@@ -57,14 +44,14 @@ def test_a_cuda_cache_step_never_waits_for_the_gpu(shard_dir, cache):
     shards = shard_dir("sysu", "raw", **SMALL)
     loader = train_loader("dali", shards, cache=cache, device="cuda", **OPTIONS)
     next(iter(loader))  # decoded; normalisation tables made
-    cached, plan = loader._cached, loader.plan(0, 1)
+    cached, plan = loader._cache, loader.plan(0, 1)
     rows = cached.row_of[plan.samples]
     torch.cuda.synchronize()
     torch.cuda._sleep(2_000_000_000)  # ~0.5-1 s of GPU time at 2-4 GHz
     torch.cuda.set_sync_debug_mode("error")
     try:
         start = time.perf_counter()
-        got = cached.augmented(loader, rows, plan.params)
+        got = cached.batch(plan)
         host_seconds = time.perf_counter() - start
     finally:
         torch.cuda.set_sync_debug_mode("default")

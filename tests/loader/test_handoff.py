@@ -4,12 +4,15 @@ ahead (CPU here; the CUDA copy is checked in test_gpu_loader.py)."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from tests.loaders import eval_loader, train_loader
 from vireid.loader.dali_pipes import eval_pipeline
 from vireid.loader.handoff import run_pipeline, to_torch
 from vireid.shards.encode import Encoding
+
+pytestmark = pytest.mark.dali
 
 SMALL = {"width": 32, "height": 64}
 

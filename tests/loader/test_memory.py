@@ -84,7 +84,7 @@ def test_a_cgroup_that_cannot_hold_the_cache_is_refused_in_one_line(tmp_path):
     with pytest.raises(VireidError, match=r"^cache: the decoded training set needs 1\.7 GB "
                        r"\(14,000 images × 288×144×3\), but only 1\.5 GB of host memory is "
                        r"available under the memory cgroup's limit \(keeping 1\.0 GB free\): "
-                       r"use --cache none$"):
+                       r"use cache none$"):
         memory.check_host_fits(1_741_824_000, 14_000, (288, 144), limits)
 
 
@@ -98,7 +98,7 @@ def test_the_address_space_limit_is_per_process_the_others_are_shared():
 def test_a_failed_allocation_is_the_same_one_line_refusal():
     with pytest.raises(VireidError, match=r"^cache: the decoded training set needs [\d.]+ GB "
                        r"\(1,048,576 images × 1048576×1024×3\), but allocating it in host "
-                       r"memory failed \(.+\): use --cache none$"):
+                       r"memory failed \(.+\): use cache none$"):
         allocate((2**20, 2**20, 1024, 3), "host")
 
 
@@ -140,7 +140,7 @@ def test_under_ulimit_v_a_host_cache_is_refused_in_one_line(shard_dir, tmp_path)
     assert len(lines) == 1 and lines[0].startswith("error: cache: the decoded training set "), \
         result.stderr[-3000:]
     assert "available under the address-space limit (ulimit -v)" in lines[0]
-    assert lines[0].endswith("use --cache none")
+    assert lines[0].endswith("use cache none")
     assert "cache: decoded" not in result.stdout + result.stderr
 
 

@@ -162,14 +162,15 @@ def test_local_weights_load_into_both_stems_and_bad_ones_are_refused(tmp_path):
 def test_unknown_arch_and_method():
     with pytest.raises(VireidError, match="architecture"):
         build_model(3, arch="vit")
-    with pytest.raises(VireidError, match=r"^method: unknown choice 'deen' \(agw, base, caj\)$"):
-        get_method("deen")
+    with pytest.raises(VireidError,
+                       match=r"^method: unknown choice 'sift' \(agw, base, caj, deen\)$"):
+        get_method("sift")
     with pytest.raises(VireidError, match="pooling"):
         build_model(3, pooling="max")
 
 
 def test_methods_come_from_the_registry():
-    assert list_methods() == ["agw", "base", "caj"]
+    assert list_methods() == ["agw", "base", "caj", "deen"]
     agw, base = get_method("agw"), get_method("base")
     assert (agw.non_local, agw.pooling, agw.epochs) == (True, "gem", 81)
     assert (base.non_local, base.pooling) == (False, "avg")

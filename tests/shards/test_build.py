@@ -50,6 +50,7 @@ def test_webdataset_reads_every_sample(shard_dir, fake_tree, dataset):
     assert len(keys) == len(raw.records)  # every image exactly once
 
 
+@pytest.mark.dali
 @pytest.mark.parametrize("encoding", ["raw", "png", "jpeg"])
 def test_dali_reads_shards_with_our_index_files(shard_dir, fake_tree, encoding):
     from nvidia.dali import fn, pipeline_def, types
@@ -89,6 +90,7 @@ def test_dali_reads_shards_with_our_index_files(shard_dir, fake_tree, encoding):
             seen += 1
 
 
+@pytest.mark.dali
 def test_index_files_equal_dalis_wds2idx(shard_dir, tmp_path):
     shards = shard_dir("llcm", "jpeg", max_samples=17)
     manifest = load_manifest(shards)

@@ -83,6 +83,7 @@ def test_two_runs_in_one_folder_the_second_is_refused(shards, tmp_path):
     assert not checkpoint_path(out).exists()
 
 
+@pytest.mark.dali
 def test_a_stale_lock_of_a_dead_process_does_not_block(shards, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
@@ -92,6 +93,7 @@ def test_a_stale_lock_of_a_dead_process_does_not_block(shards, tmp_path):
     assert checkpoint_path(out).is_file()
 
 
+@pytest.mark.dali
 def test_a_full_disk_while_saving_is_one_line_and_leaves_no_partial(shards, tmp_path,
                                                                     monkeypatch):
     import vireid.train.checkpoint as checkpoint
@@ -142,12 +144,14 @@ def test_a_protocol_of_another_dataset_is_refused_before_training(shards, tmp_pa
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.dali
 def test_no_replace_with_too_few_images_names_the_identity(shards, tmp_path):
     line = one_line_error(train("--shards", shards, "--out", tmp_path / "run", *FAST,
                                 "--no-replace", "--num-pos", "50"))
     assert "identity" in line and "fewer than the 50 to draw without replacement" in line
 
 
+@pytest.mark.dali
 def test_a_mistyped_pretrained_path_is_refused(shards, tmp_path):
     arguments = [a if a != "none" else str(tmp_path / "r50.pth") for a in FAST]
     line = one_line_error(train("--shards", shards, "--out", tmp_path / "run", *arguments))
@@ -155,6 +159,7 @@ def test_a_mistyped_pretrained_path_is_refused(shards, tmp_path):
                          "'torchvision', or 'none')")
 
 
+@pytest.mark.dali
 def test_resume_accepts_the_same_data_by_another_path(shards, tmp_path, monkeypatch):
     out = tmp_path / "run"
     assert train("--shards", shards, "--out", out, *FAST).exit_code == 0
@@ -167,6 +172,7 @@ def test_resume_accepts_the_same_data_by_another_path(shards, tmp_path, monkeypa
     assert torch.load(checkpoint_path(out), weights_only=True)["epoch"] == 1
 
 
+@pytest.mark.dali
 def test_resume_on_other_data_or_of_a_finished_run_is_refused(shard_dir, shards, tmp_path):
     out = tmp_path / "run"
     assert train("--shards", shards, "--out", out, *FAST).exit_code == 0
@@ -178,6 +184,7 @@ def test_resume_on_other_data_or_of_a_finished_run_is_refused(shard_dir, shards,
     assert "was trained on another shard content" in line
 
 
+@pytest.mark.dali
 def test_shards_rebuilt_under_a_running_training_stop_it(shards, copy_shards, tmp_path):
     from vireid.errors import VireidError
     from vireid.train.config import TrainConfig
@@ -211,6 +218,7 @@ def change_one_image_byte(folder) -> None:
         tar.write(bytes([byte[0] ^ 0x01]))
 
 
+@pytest.mark.dali
 def test_a_changed_byte_is_caught_before_training_and_testing(shards, copy_shards, tmp_path):
     out = tmp_path / "run"
     assert train("--shards", shards, "--out", out, *FAST).exit_code == 0
@@ -234,6 +242,7 @@ def trained(shards, tmp_path_factory):
     return checkpoint_path(out)
 
 
+@pytest.mark.dali
 @pytest.mark.parametrize("target", ["file/x.json", "folder", "/proc/x.json"])
 def test_json_output_is_checked_before_the_evaluation(shards, trained, tmp_path, target):
     (tmp_path / "file").write_text("x")
@@ -246,6 +255,7 @@ def test_json_output_is_checked_before_the_evaluation(shards, trained, tmp_path,
     assert str(path) in line and "Rank" not in result.output
 
 
+@pytest.mark.dali
 def test_json_rows_are_written(shards, trained, tmp_path):
     result = CliRunner().invoke(eval_app, ["--shards", str(shards), "--checkpoint",
                                            str(trained), "--device", "cpu", "--json",
@@ -255,6 +265,7 @@ def test_json_rows_are_written(shards, trained, tmp_path):
     assert {r["feature"] for r in rows} == {"pool", "fc"}
 
 
+@pytest.mark.dali
 def test_a_huge_batch_size_is_refused_and_batches_follow_the_data(shards, trained, tmp_path):
     from tests.loaders import eval_loader
 
@@ -265,6 +276,7 @@ def test_a_huge_batch_size_is_refused_and_batches_follow_the_data(shards, traine
     assert loader.batch_size == 10 and [len(b["samples"]) for b in loader] == [10]
 
 
+@pytest.mark.dali
 def test_a_model_trained_at_another_size_is_tested_at_its_size(shard_dir, trained, caplog):
     import logging
 
@@ -292,6 +304,7 @@ def test_reference_loader_names_a_damaged_image(shards, copy_shards):
     shutil.rmtree(damaged)
 
 
+@pytest.mark.dali
 def test_resume_with_the_default_regdb_trial_spelled_out(shard_dir, tmp_path):
     regdb = shard_dir("regdb", "jpeg", **TINY)
     out = tmp_path / "run"
@@ -305,6 +318,7 @@ def test_resume_with_the_default_regdb_trial_spelled_out(shard_dir, tmp_path):
     assert "was trained on another training view (trial1 ≠ trial2" in line
 
 
+@pytest.mark.dali
 def test_a_destroyed_jpeg_header_is_one_line_in_training_and_testing(shards, copy_shards,
                                                                      trained, tmp_path):
     """With --no-verify the bytes reach the loaders: their guard names the tar and the key

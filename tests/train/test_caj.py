@@ -60,12 +60,14 @@ def test_caj_is_registered_with_its_recipe():
     assert "--eval-flip" in text
 
 
+@pytest.mark.dali
 def test_caj_steps_hold_two_visible_views_and_the_infrared_one(straight):
     # P·K = 4·2: visible view 0, visible view 1, infrared per step
     assert straight["recorder"].images[:3] == [24, 48, 72]
     assert all(row["flip"] for row in straight["rows"])  # CAJ evaluates flip-averaged
 
 
+@pytest.mark.dali
 def test_views_given_explicitly_win_over_the_method(tiny_shards, tmp_path):
     recorder = Counter()
     run_training(config(tiny_shards, tmp_path / "run", method="caj", views="single", epochs=1,
@@ -73,6 +75,7 @@ def test_views_given_explicitly_win_over_the_method(tiny_shards, tmp_path):
     assert recorder.images == [16, 32]
 
 
+@pytest.mark.dali
 def test_caj_resume_after_a_kill_matches_the_uninterrupted_run(tiny_shards, straight, tmp_path):
     killed = Counter(stop_at_epoch=2)
     with pytest.raises(KeyboardInterrupt):
@@ -89,6 +92,7 @@ def test_caj_resume_after_a_kill_matches_the_uninterrupted_run(tiny_shards, stra
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.dali
 def test_vireid_test_flips_by_the_checkpoint_method_unless_told(tiny_shards, straight, tmp_path):
     caj = checkpoint_path(straight["out"])
     state = load_checkpoint(caj)
@@ -110,6 +114,7 @@ def test_vireid_test_flips_by_the_checkpoint_method_unless_told(tiny_shards, str
     assert [r["rank1"] for r in rows] == [r["rank1"] for r in default]  # same weights
 
 
+@pytest.mark.dali
 def test_saved_features_remember_flip(tiny_shards, straight, tmp_path):
     from vireid.eval.saved import load_features
 
@@ -127,6 +132,7 @@ def test_saved_features_remember_flip(tiny_shards, straight, tmp_path):
     assert again.stdout.splitlines()[-3:] == result.stdout.splitlines()[-3:]
 
 
+@pytest.mark.dali
 @pytest.mark.slow
 def test_caj_through_the_installed_command_learns(tmp_path):
     """Six epochs of 20 steps, resnet18 at 64×32: ~40 s on 2 free cores; Rank-1 ~55 %."""
@@ -161,6 +167,7 @@ def test_flip_settings_by_flat_name_and_recipe():
     assert TrainConfig.from_flat(shards="s", out="o").evaluation.flip is None
 
 
+@pytest.mark.dali
 def test_triplet_option_swaps_only_the_metric_loss(tiny_shards, straight, tmp_path):
     from vireid.train.losses import adp_triplet, weighted_regularized_triplet
 

@@ -36,6 +36,7 @@ def settings(out) -> dict:
     return json.loads((out / "config.json").read_text())
 
 
+@pytest.mark.dali
 def test_a_runs_config_json_repeats_it_and_options_override(first_run, tmp_path):
     out = tmp_path / "again"
     result = train("--config", first_run / "config.json", "--out", out, "--lr", "0.05")
@@ -45,6 +46,7 @@ def test_a_runs_config_json_repeats_it_and_options_override(first_run, tmp_path)
     assert after["seed"] == 3 and after["lr"] == 0.05
 
 
+@pytest.mark.dali
 def test_a_toml_file_and_an_unknown_setting(shards, tmp_path):
     toml = tmp_path / "small.toml"
     toml.write_text(f'shards = "{shards}"\narch = "resnet18"\npretrained = "none"\n'
@@ -59,6 +61,7 @@ def test_a_toml_file_and_an_unknown_setting(shards, tmp_path):
     assert "small.toml: unknown setting 'learning_rate'" in result.output
 
 
+@pytest.mark.dali
 def test_a_config_files_resume_flag_never_resumes_a_new_run(first_run, tmp_path):
     saved = settings(first_run)
     path = tmp_path / "resumed.json"
@@ -68,6 +71,7 @@ def test_a_config_files_resume_flag_never_resumes_a_new_run(first_run, tmp_path)
     assert settings(tmp_path / "new")["resume"] is False
 
 
+@pytest.mark.dali
 def test_resume_keeps_the_runs_settings_and_refuses_a_disagreeing_option(first_run):
     refused = train("--out", first_run, "--resume", "--epochs", "2", "--seed", "4")
     assert refused.exit_code == 1

@@ -98,6 +98,7 @@ def tiny_shards(shard_dir):
     return shard_dir("sysu", "jpeg", width=32, height=64)
 
 
+@pytest.mark.dali
 def test_a_cpu_run_resumed_with_another_precision_is_refused(tiny_shards, tmp_path):
     out = tmp_path / "run"
     run_training(config(tiny_shards, out, epochs=2, max_steps=1, amp="auto"))
@@ -107,6 +108,7 @@ def test_a_cpu_run_resumed_with_another_precision_is_refused(tiny_shards, tmp_pa
         run_training(config(tiny_shards, out, epochs=3, max_steps=1, amp="bf16", resume=True))
 
 
+@pytest.mark.dali
 def test_an_older_checkpoint_from_several_gpus_resumes_on_the_cpu(tiny_shards, tmp_path):
     """No ``precision`` field and one CUDA generator state per GPU, as written before."""
     out = tmp_path / "run"

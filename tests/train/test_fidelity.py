@@ -46,6 +46,7 @@ def test_the_recipe_sets_what_differs_and_explicit_options_win():
     assert not plain.evaluation.original_schedule
 
 
+@pytest.mark.dali
 def test_recipe_original_keeps_best_on_test_beside_last(shard_dir, tmp_path):
     shards = shard_dir("sysu", "jpeg", **TINY)
     out = tmp_path / "run"
@@ -74,6 +75,7 @@ def test_recipe_original_keeps_best_on_test_beside_last(shard_dir, tmp_path):
     assert f"best.pt: epoch {winner + 1} of 5 (best fc Rank-1 on the test set" in tested.output
 
 
+@pytest.mark.dali
 def test_regdb_ten_trials_as_one_job_and_one_evaluation(shard_dir, tmp_path):
     shards = shard_dir("regdb", "jpeg", **TINY)
     out = tmp_path / "runs"

@@ -72,6 +72,7 @@ def test_a_learning_rate_sgd_cannot_take_is_refused_while_parsing(shards, tmp_pa
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.dali
 def test_non_finite_weights_are_never_checkpointed_or_scored(shards, tmp_path):
     """A learning rate that blows the weights up in one step: the loss of that step is
     finite, its update is not. The run stops in one line; no checkpoint, no scores."""
@@ -85,6 +86,7 @@ def test_non_finite_weights_are_never_checkpointed_or_scored(shards, tmp_path):
     assert '"kind": "eval"' not in metrics
 
 
+@pytest.mark.dali
 def test_a_run_started_from_init_weights_resumes(shards, tmp_path):
     first = tmp_path / "first"
     assert train("--shards", shards, "--out", first, *FAST).exit_code == 0

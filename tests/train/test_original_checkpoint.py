@@ -67,6 +67,7 @@ def oracle_features(net, shards, numbers,
     return features
 
 
+@pytest.mark.dali
 @pytest.mark.parametrize("flip", [False, True], ids=["test.py", "CAJ testa.py (--flip)"])
 def test_vireid_test_on_an_original_checkpoint_equals_the_oracle(shards, original, tmp_path,
                                                                  flip):
@@ -97,6 +98,7 @@ def test_vireid_test_on_an_original_checkpoint_equals_the_oracle(shards, origina
             assert ours["mINP"] == pytest.approx(minp, abs=1e-5)
 
 
+@pytest.mark.dali
 def test_init_fine_tunes_from_an_original_checkpoint(shard_dir, original, tmp_path, caplog):
     """Another dataset (another class count): the classifier starts afresh, one line says so,
     and every other weight is the original's at the start."""

@@ -13,6 +13,8 @@ from vireid.cli.train import app as train_app
 from vireid.eval.ranklists import COLOURS, TOP, frame_colour
 from vireid.shards.manifest import load_manifest
 
+pytestmark = pytest.mark.dali
+
 FAST = ["--arch", "resnet18", "--pretrained", "none", "--epochs", "1", "--batch-ids", "4",
         "--num-pos", "2", "--amp", "off", "--max-steps", "1", "--eval-every", "5",
         "--warmup-epochs", "1", "--milestones", "2", "3", "--device", "cpu"]

@@ -40,6 +40,7 @@ def tiny_shards(shard_dir):
     return shard_dir("sysu", "jpeg", **TINY)
 
 
+@pytest.mark.dali
 def test_resume_after_a_kill_matches_the_uninterrupted_run(tiny_shards, tmp_path):
     straight = Recorder()
     rows = run_training(config(tiny_shards, tmp_path / "a"), straight).evaluations
@@ -57,6 +58,7 @@ def test_resume_after_a_kill_matches_the_uninterrupted_run(tiny_shards, tmp_path
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.dali
 def test_run_folder_contents(tiny_shards, tmp_path):
     out = tmp_path / "run"
     run_training(config(tiny_shards, out, epochs=2, eval_every=1), Reporter())
@@ -76,6 +78,7 @@ def test_run_folder_contents(tiny_shards, tmp_path):
     assert {"model", "optimizer", "scheduler", "scaler", "loader", "rng"} <= set(checkpoint)
 
 
+@pytest.mark.dali
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_shards, tmp_path, monkeypatch):
     from vireid.train.methods import MethodSpec
 
@@ -108,6 +111,7 @@ def test_bad_inputs(tiny_shards, tmp_path):
         run_training(config(tiny_shards, tmp_path / "r", resume=True))
 
 
+@pytest.mark.dali
 def test_checkpoint_of_another_model_or_class_count(tiny_shards, tmp_path):
     from vireid.train.checkpoint_eval import EvaluationSettings, evaluate_checkpoint
 
@@ -125,6 +129,7 @@ def test_checkpoint_of_another_model_or_class_count(tiny_shards, tmp_path):
         evaluate_checkpoint(tiny_shards, tmp_path / "arch.pt", EvaluationSettings(device="cpu"))
 
 
+@pytest.mark.dali
 @pytest.mark.slow
 def test_a_short_run_learns_far_above_chance(fake_tree, tmp_path):
     from vireid.datasets import read_dataset

@@ -15,6 +15,8 @@ from vireid.cli.test import app as eval_app
 from vireid.eval.saved import ARRAYS
 from vireid.loader.source import ShardBytes
 
+pytestmark = pytest.mark.dali
+
 SMALL = {"width": 32, "height": 64}
 
 

@@ -23,7 +23,9 @@ def test(
     shards: Path = typer.Option(..., help="Shard folder written by `vireid-shard build`.",
                                 rich_help_panel="Input"),
     checkpoint: Path = typer.Option(None, help="Checkpoint written by vireid-train "
-                                    "(RUN_DIR/checkpoints/last.pt or best.pt), or the folder "
+                                    "(RUN_DIR/checkpoints/last.pt or best.pt) or by the "
+                                    "original AGW or DEEN code ('…_best.t', recognised by "
+                                    "its content), or the folder "
                                     "of a `vireid-train --trial all` job: each RegDB trial "
                                     "scored with its own model, both directions, and the "
                                     "mean over the trials. Exactly one of --checkpoint and "
@@ -33,7 +35,10 @@ def test(
                                   "the trials and must hold the same test images).",
                                   rich_help_panel="Input"),
     feature: Feature = typer.Option(Feature.BOTH, help="pool (L2-normalised GeM feature), fc "
-                                    "(L2-normalised BNNeck feature) or both.",
+                                    "(L2-normalised BNNeck feature), all (both concatenated: "
+                                    "DEEN's distmat7), weighted (0.1 pool + 0.9 fc "
+                                    "similarities: DEEN's distmat8) or both: the method's "
+                                    "two rows (pool and fc; deen: all and weighted).",
                                     rich_help_panel="Evaluation"),
     rerank: bool = typer.Option(False, "--rerank", help="k-reciprocal re-ranking (Zhong et "
                                 "al., CVPR 2017) of every trial; off by default, and every "
@@ -59,7 +64,6 @@ def test(
     another size (with a warning), as the original's test transform does.
     """
     from vireid.train.checkpoint_eval import check_before_work, rank_list_folder
-    from vireid.train.evaluation import FEATURES
 
     with user_errors():
         save_features = given["save_features"]
@@ -75,7 +79,7 @@ def test(
         check_before_work(shards, checkpoint=checkpoint, features=features,
                           files={"--json": json_out, "--save-features": save_features},
                           folders={"--out": folder}, device=given["device"])
-        kinds = FEATURES if feature is Feature.BOTH else (feature.value,)
+        kinds = None if feature is Feature.BOTH else (feature.value,)  # None: the method's
         reranking = Rerank(rerank_k1, rerank_k2, rerank_lambda) if rerank else None
         settings = EvaluationSettings(**given, kinds=kinds, rerank=reranking,
                                       lists_out=str(out) if out else None)
@@ -91,13 +95,8 @@ app.command(cls=PanelCommand)(test)
 def run(shards: Path, source: Path, settings: EvaluationSettings, json_out: Path | None,
         from_features: bool) -> None:
     """Evaluate and report: the table and the JSON rows come before any rank list is drawn."""
-    from vireid.train.checkpoint_eval import (
-        MissingTrials,
-        coverage_note,
-        evaluate_checkpoint,
-        evaluate_saved,
-        evaluate_trial_runs,
-    )
+    from vireid.train.checkpoint_eval import evaluate_checkpoint, evaluate_saved
+    from vireid.train.trial_eval import MissingTrials, coverage_note, evaluate_trial_runs
 
     def report(rows: list[dict]) -> None:
         typer.echo(render_rows(rows, coverage_note(rows)))

@@ -58,8 +58,10 @@ class ProgressReporter(Reporter):
 
     @staticmethod
     def _text(stats: dict) -> str:
+        more = "".join(f" {name} {stats[f'loss_{name}']:.3f}" for name in ("cpm", "ort")
+                       if f"loss_{name}" in stats)  # DEEN's terms
         return (f"loss {stats['loss']:.3f} (id {stats['loss_id']:.3f} tri "
-                f"{stats['loss_triplet']:.3f}) lr {stats['lr']:.4f} "
+                f"{stats['loss_triplet']:.3f}{more}) lr {stats['lr']:.4f} "
                 f"{stats['images_per_s']:.0f} img/s")
 
     def note(self, line: str) -> None:
@@ -102,6 +104,9 @@ def train(
         return
     with user_errors():
         config = build_config(ctx, config_file)
+        caveat = get_method(config.model.method).caveat
+        if caveat and os.environ.get("RANK", "0") == "0":  # one line, not one per process
+            stderr.print(f"warning: {caveat}", markup=False, highlight=False, soft_wrap=True)
         if trial == "all":
             train_all(config)
             return

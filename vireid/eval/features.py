@@ -1,7 +1,14 @@
 """One feature-extraction loop: every requested test image once, through its modality's stem.
 
-With ``flip`` (CAJ's test script; docs/methods.md) each batch also runs mirrored along the
-width, and each feature is normalise((f(x) + f(flip x)) / 2) of the two L2-normalised outputs.
+With ``flip`` each batch also runs mirrored along the width, and the two outputs are combined
+by the method's rule (docs/methods.md): ``mean``, normalise((f(x) + f(flip x)) / 2) of the two
+L2-normalised outputs (CAJ's test script), or ``sum``, f(x) + f(flip x) without normalising
+again (DEEN's, whose outputs are per-branch L2-normalised concatenations).
+
+Feature kinds: ``pool`` and ``fc`` are the model's two outputs; ``all`` and ``weighted`` join
+them (``COMBINED``), so that one dot product gives DEEN's summed similarity matrices:
+``all`` = [pool | fc] (distmat7: every part's similarity, weight 1), ``weighted`` =
+[√0.1·pool | √0.9·fc] (distmat8 = 0.1·pool similarities + 0.9·fc similarities).
 """
 
 from __future__ import annotations
@@ -12,16 +19,21 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vireid.choices import LoaderKind
+from vireid.choices import FlipRule, LoaderKind
 from vireid.errors import VireidError
 from vireid.loader import make_eval_loader
 from vireid.loader.settings import EVAL_BATCH_SIZE, Backend
 from vireid.records import Modality
 
+# kinds made of both outputs → (weight of the pool similarity, weight of the fc similarity)
+COMBINED = {"all": (1.0, 1.0), "weighted": (0.1, 0.9)}
+KINDS = ("pool", "fc", *COMBINED)
+
 
 @dataclass(frozen=True)
 class Features:
-    """L2-normalised features of a set of samples; rows follow ``samples`` (sorted)."""
+    """Test features of a set of samples (L2-normalised, per branch for DEEN; flip sums are
+    not normalised again); rows follow ``samples`` (sorted)."""
 
     samples: np.ndarray
     pool: np.ndarray
@@ -32,7 +44,12 @@ class Features:
         return np.searchsorted(self.samples, np.asarray(wanted, dtype=np.int64))
 
     def get(self, kind: str, wanted) -> np.ndarray:
-        return getattr(self, kind)[self.rows(wanted)]
+        """The rows of ``wanted`` for feature ``kind`` (one of ``KINDS``)."""
+        rows = self.rows(wanted)
+        if kind not in COMBINED:
+            return getattr(self, kind)[rows]
+        pool, fc = (np.float32(np.sqrt(w)) for w in COMBINED[kind])
+        return np.concatenate([pool * self.pool[rows], fc * self.fc[rows]], axis=1)
 
 
 def check_finite(features: Features, where, verb: str = "gives") -> None:
@@ -60,13 +77,15 @@ def extract_features(model, shards, by_modality: dict[Modality, np.ndarray], *,
                      amp_dtype=None, batch_size: int = EVAL_BATCH_SIZE,
                      channels_last: bool = True, backend: Backend | None = None,
                      shard_id: int = 0, num_shards: int = 1,
-                     size: tuple[int, int] | None = None, flip: bool = False) -> Features:
+                     size: tuple[int, int] | None = None, flip: bool = False,
+                     flip_rule: FlipRule = FlipRule.MEAN) -> Features:
     """Run ``model`` in eval mode over the samples of each modality; returns pool/fc features.
 
     ``shards``: a shard folder or an open ``ShardBytes`` (opened once for every modality and
     every evaluation of a run). ``backend``: the DALI loader's settings (default: on
     ``device``). ``size``: resize the images to (height, width) first (None: as stored).
-    ``flip``: average with the features of the horizontally mirrored images.
+    ``flip``: combine with the features of the horizontally mirrored images by
+    ``flip_rule``.
     """
     model.eval()
     backend = backend or Backend(device.type, device.index or 0)
@@ -76,13 +95,13 @@ def extract_features(model, shards, by_modality: dict[Modality, np.ndarray], *,
                                    shard_id=shard_id, num_shards=num_shards, backend=backend)
         with batches:
             _extract(model, batches, device, amp_dtype, channels_last, modality,
-                     (samples, pool, fc), flip)
+                     (samples, pool, fc), flip, flip_rule)
     return merge_features([Features(np.concatenate(samples), np.concatenate(pool),
                                     np.concatenate(fc))])
 
 
 def _extract(model, batches, device, amp_dtype, channels_last, modality, into,
-             flip: bool = False) -> None:
+             flip: bool = False, flip_rule: FlipRule = FlipRule.MEAN) -> None:
     """Append the features of every batch of one modality to ``into`` (samples, pool, fc)."""
     samples, pool, fc = into
     fmt = torch.channels_last if channels_last else torch.contiguous_format
@@ -93,7 +112,8 @@ def _extract(model, batches, device, amp_dtype, channels_last, modality, into,
         pooled, bn = _forward(model, images, device, amp_dtype, modality)
         if flip:  # N×C×H×W: dimension 3 is the width
             mirrored = images.flip(3).contiguous(memory_format=fmt)
-            pooled, bn = (_mean_direction(a, b) for a, b in
+            combine = FLIP_RULES[FlipRule(flip_rule)]
+            pooled, bn = (combine(a, b) for a, b in
                           zip((pooled, bn), _forward(model, mirrored, device, amp_dtype,
                                                      modality)))
         samples.append(np.asarray(batch["samples"], dtype=np.int64))
@@ -113,3 +133,11 @@ def _mean_direction(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """normalise((normalise(a) + normalise(b)) / 2), in float32."""
     a, b = F.normalize(a.float(), dim=1), F.normalize(b.float(), dim=1)
     return F.normalize((a + b) / 2, dim=1)
+
+
+def _sum(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a + b as the model gave them, in float32 (DEEN: ``feat = f(x) + f(flip x)``)."""
+    return a.float() + b.float()
+
+
+FLIP_RULES = {FlipRule.MEAN: _mean_direction, FlipRule.SUM: _sum}

@@ -2,7 +2,8 @@
 
 One PNG per query: the query first (grey frame), marked with its modality and camera, then the
 ten nearest gallery images in rank order, each framed green when it shows the query's identity
-and red otherwise, with its rank, camera and distance (−cosine of the fc feature, as scored).
+and red otherwise, with its rank, camera and distance (−cosine of the fc feature, as scored;
+DEEN: of its ``all`` feature, the one its authors rank by).
 Pixels are the stored ones, each modality's own, as the shards hold them. Queries are chosen
 deterministically (evenly spaced over the trial's queries) or by shard key.
 """
@@ -39,13 +40,13 @@ def plan_rank_lists(manifest, protocol, trials, count: int, keys: tuple[str, ...
 
 
 def write_rank_lists(source, protocol_name: str, trial, queries: list[int], features,
-                     folder: Path) -> list[Path]:
+                     folder: Path, feature: str = "fc") -> list[Path]:
     """One sheet per query into ``folder``; a failure (a full disk, a file in the way) is one
     line saying how many were written, and leaves no partial file."""
     from vireid.loader.reference import read_image
 
     manifest = source.manifest
-    ranked = rank(features, trial, queries)
+    ranked = rank(features, trial, queries, feature=feature)
     written = []
     for one in ranked:
         key = manifest.samples[one.query].key
@@ -73,13 +74,14 @@ def choose_queries(trial, manifest, count: int, keys: tuple[str, ...] = ()) -> l
     return [queries[int(i)] for i in dict.fromkeys(picks)]
 
 
-def rank(features, trial, queries: list[int], top: int = TOP) -> list[Ranked]:
-    """The ``top`` gallery images of each query by −cosine of the fc features."""
+def rank(features, trial, queries: list[int], top: int = TOP,
+         feature: str = "fc") -> list[Ranked]:
+    """The ``top`` gallery images of each query by −cosine of ``feature``."""
     gallery = np.asarray(trial.gallery)
-    g = features.get("fc", gallery)
+    g = features.get(feature, gallery)
     ranked = []
     for query in queries:
-        distances = -(g @ features.get("fc", [query])[0])
+        distances = -(g @ features.get(feature, [query])[0])
         order = np.argsort(distances, kind="stable")[:top]
         ranked.append(Ranked(query, tuple(int(i) for i in gallery[order]),
                              tuple(float(d) for d in distances[order])))

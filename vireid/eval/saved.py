@@ -4,9 +4,11 @@ evaluation, so a protocol can be re-scored (or re-ranked) without the model.
 Arrays: ``samples`` (global sample numbers, int64, sorted), ``pool`` and ``fc`` (float32,
 L2-normalised, one row per sample), and per sample ``pid``, ``cam``, ``modality`` (its value,
 e.g. "visible") and ``key`` (the shard key); scalars ``protocol``, ``checkpoint``, ``view``
-(the trained view, "" when unknown) and ``flip`` (whether the features are flip-averaged;
-files written before it: False). Written whole or not at all; read back only after every
-array's header fits this layout (``vireid.eval.npz``), and only if every feature is finite.
+(the trained view, "" when unknown), ``flip`` (whether the features are flip-averaged;
+files written before it: False) and ``method`` (the model's training method, which names the
+rows scored by default; "" or absent: unknown). Written whole or not at all; read back only
+after every array's header fits this layout (``vireid.eval.npz``), and only if every feature
+is finite.
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ from vireid.files import replaced_atomically
 # array → (dimensions, dtype kinds); a dimension of 1 or 2 has one row per sample
 SHAPES = {"samples": (1, "iu"), "pool": (2, "f"), "fc": (2, "f"), "pid": (1, "iu"),
           "cam": (1, "iu"), "modality": (1, "U"), "key": (1, "U"), "protocol": (0, "U"),
-          "checkpoint": (0, "U"), "view": (0, "U"), "flip": (0, "b")}
+          "checkpoint": (0, "U"), "view": (0, "U"), "flip": (0, "b"), "method": (0, "U")}
 ARRAYS = tuple(SHAPES)
-OPTIONAL = ("flip",)  # absent from files written before it
+OPTIONAL = ("flip", "method")  # absent from files written before them
 MAX_FEATURE_DIM = 1 << 16
 MAX_ITEM = {"U": 4 * 4096}  # bytes per element; text: up to 4,096 characters
 
@@ -41,10 +43,11 @@ class SavedFeatures:
     checkpoint: str
     view: str | None
     flip: bool = False
+    method: str | None = None
 
 
 def save_features(path, features: Features, manifest, protocol: str, checkpoint,
-                  view: str | None, flip: bool = False) -> None:
+                  view: str | None, flip: bool = False, method: str | None = None) -> None:
     """Write ``features`` and their samples' metadata to ``path`` (temporary file, rename)."""
     path = Path(path)
     samples = [manifest.samples[i] for i in features.samples]
@@ -58,6 +61,7 @@ def save_features(path, features: Features, manifest, protocol: str, checkpoint,
         "key": np.array([s.key for s in samples], dtype=str),
         "protocol": np.array(protocol), "checkpoint": np.array(str(checkpoint)),
         "view": np.array(view or ""), "flip": np.array(bool(flip)),
+        "method": np.array(str(method or "")),
     }
     try:
         with replaced_atomically(path, suffix=".npz") as partial:
@@ -81,7 +85,7 @@ def load_features(path, max_rows: int | None = None) -> SavedFeatures:
     check_finite(features, path, "holds")
     return SavedFeatures(features, arrays["key"], str(arrays["protocol"]),
                          str(arrays["checkpoint"]), str(arrays["view"]) or None,
-                         bool(arrays.get("flip", False)))
+                         bool(arrays.get("flip", False)), str(arrays.get("method", "")) or None)
 
 
 def check_headers(headers: dict, path, max_rows: int | None) -> None:

@@ -1,7 +1,9 @@
-"""The DALI graphs: one training graph and one evaluation graph, for CPU or GPU.
+"""The DALI graphs: the training graph (decoding + ``dali_augment.augment_nodes``), the
+decode-only graph of the DALI-decoded route, and the evaluation graph, for CPU or GPU.
 
-The device is chosen in one place (``device``): "cuda" decodes with nvJPEG (``mixed``) and
-augments on the GPU; "cpu" builds the same graph with CPU operators and ``device_id=None``.
+Which one a training loader runs, and on which device, is its route (``route.py``); the
+decoder's place follows ``route.decoding_on``: nvJPEG (``mixed``) on a CUDA run unless it
+decodes on the CPU; a CPU graph has CPU operators and ``device_id=None``.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from collections.abc import Callable
 
 from vireid.constants import IMAGENET_MEAN, IMAGENET_STD
 from vireid.errors import VireidError
+from vireid.loader.dali_augment import PLAIN, augment_nodes
 from vireid.loader.dali_graph import check_gpu_kernels
+from vireid.loader.route import Decoder, decoding_on
 from vireid.loader.settings import DecoderOptions
 from vireid.shards.encode import Encoding
 
@@ -61,7 +65,7 @@ def _decoder(device: str, decoder: DecoderOptions | None = None,
     default differs at chroma edges), so GPU and CPU batches hold the same pixels within the
     stated JPEG tolerance."""
     decoder = decoder or DecoderOptions()
-    if device != "cuda" or decoder.on == "cpu":
+    if decoding_on(device, decoder.on) is Decoder.DALI_CPU:
         return {"device": "cpu", "jpeg_fancy_upsampling": True}
     return {"device": "mixed", "jpeg_fancy_upsampling": True,
             **decoder.mixed_arguments(stored)}
@@ -82,69 +86,46 @@ def _decode(data, encoding: Encoding, device: str, fn, types,
 
 def train_pipeline(source: Callable, *, batch_size: int, encoding: Encoding, height: int,
                    width: int, device: str, device_id: int, num_threads: int, prefetch: int,
-                   fill=(0.0, 0.0, 0.0), mixing: bool = False,
+                   arguments: tuple[str, ...] = PLAIN, fill=(0.0, 0.0, 0.0),
                    decoder: DecoderOptions | None = None):
-    """external_source → decode the crop's in-image region → ONE crop_mirror_normalize that
-    pads the rest of the window with black, flips, normalises and lays out HWC in float32 →
-    erase with ``fill`` → (``mixing``: each image's 3×3 channel matrix, as
-    ``coord_transform`` on the innermost, channel, axis) → cast to float16.
-
-    The random crop of the zero-padded image is split into the part inside the image (decoded
-    as a region of interest, or sliced by the callback for raw shards) and the padding, which
-    crop_mirror_normalize adds with ``out_of_bounds_policy="pad"``: ``crop_pos`` 1 puts the
-    padding before the region (window starting above/left of the image), 0 after it.
-
-    Erasing runs on float32 and the cast comes last because DALI's GPU ``erase`` has no
-    float16 kernel; on the CPU the order gives the same bits as erasing float16 (a zero fill
-    and a round-to-nearest cast commute). ``check_gpu_kernels`` guards this before a build.
-    """
+    """The DALI graph route: external_source → decode the crop's in-image region (raw
+    shards: the callback slices it) → ``dali_augment.augment_nodes`` → float16 HWC. The
+    callback gives ``dali_augment.graph_inputs``: region start and shape (encoded shards
+    only), then the ``arguments`` by name, in that order; ``fill`` is the erase fill."""
     _, fn, types = import_dali()
     pipe = _pipeline(batch_size, num_threads, device, device_id, prefetch)
-    extra = 1 if mixing else 0  # the matrices come last
+    count = len(arguments)
     with pipe:
         if encoding is Encoding.RAW:
-            region, crop_y, crop_x, mirror, erase_anchor, erase_shape, *mix = \
-                fn.external_source(source=source, num_outputs=6 + extra, batch=True,
-                                   batch_info=True, layout=["HWC"] + [None] * (5 + extra),
-                                   dtype=[types.UINT8] + [None] * (5 + extra))
+            region, *passed = fn.external_source(
+                source=source, num_outputs=1 + count, batch=True, batch_info=True,
+                layout=["HWC"] + [None] * count, dtype=[types.UINT8] + [None] * count)
             images = region.gpu() if device == "cuda" else region
         else:
-            data, anchor, shape, crop_y, crop_x, mirror, erase_anchor, erase_shape, *mix = \
-                fn.external_source(source=source, num_outputs=8 + extra, batch=True,
-                                   batch_info=True)
+            data, anchor, shape, *passed = fn.external_source(
+                source=source, num_outputs=3 + count, batch=True, batch_info=True)
             images = fn.decoders.image_slice(
                 data, anchor, shape, axis_names="HW", normalized_anchor=False,
                 normalized_shape=False, output_type=types.RGB,
                 **_decoder(device, decoder, (height, width)))
             images = _on_device(images, device)
-        black = [-m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)]  # pixel 0, normalised
-        images = fn.crop_mirror_normalize(
-            images, crop=(height, width), crop_pos_y=crop_y, crop_pos_x=crop_x,
-            out_of_bounds_policy="pad", fill_values=black, mirror=mirror,
-            mean=_scaled(IMAGENET_MEAN), std=_scaled(IMAGENET_STD), dtype=types.FLOAT,
-            output_layout="HWC")
-        images = fn.erase(images, anchor=erase_anchor, shape=erase_shape, axis_names="HW",
-                          fill_value=list(fill))
-        if mixing:
-            images = fn.coord_transform(images, M=mix[0], dtype=types.FLOAT)
-        pipe.set_outputs(fn.cast(images, dtype=types.FLOAT16))
+        pipe.set_outputs(augment_nodes(images, dict(zip(arguments, passed)), height=height,
+                                       width=width, fill=fill, fn=fn, types=types))
     check_gpu_kernels(pipe)
     return pipe
 
 
 def decode_pipeline(source: Callable, *, batch_size: int, encoding: Encoding,
-                    num_threads: int, prefetch: int, mixing: bool = False):
-    """CPU graph of the fused path: external_source → decode (raw: nothing to decode) →
-    uint8 HWC images, with the per-image augmentation parameters and sample numbers (and,
-    ``mixing``, the channel matrices) passed through alongside. ``vireid.loader.fused`` then
-    augments each batch in one pass."""
+                    num_threads: int, prefetch: int):
+    """CPU graph of the DALI-decoded route: external_source → decode (raw: nothing to
+    decode) → uint8 HWC images, with each image's sample number and step (epoch, step)
+    passed through alongside, by which the loader finds the step's plan and augments."""
     _, fn, types = import_dali()
     pipe = _pipeline(batch_size, num_threads, "cpu", 0, prefetch)
-    extra = 1 if mixing else 0
     with pipe:
         data, *passed = fn.external_source(
-            source=source, num_outputs=3 + extra, batch=True, batch_info=True,
-            layout=["HWC" if encoding is Encoding.RAW else None] + [None] * (2 + extra))
+            source=source, num_outputs=3, batch=True, batch_info=True,
+            layout=["HWC" if encoding is Encoding.RAW else None, None, None])
         images = _decode(data, encoding, "cpu", fn, types)
         pipe.set_outputs(images, *passed)
     return pipe

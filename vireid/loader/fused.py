@@ -7,7 +7,8 @@ DALI's CPU operators are built for correctness, not speed: on 2 cores its
 well under the ~9,500 images/s of the JPEG decoder it follows. This kernel reads each uint8
 pixel once and writes its float16 value once: zero-pad 10 → crop at (top, left) → flip →
 normalise → float16 → erase, for a whole batch, without the GIL, at about the speed of
-copying the batch (``benchmarks``).
+copying the batch (``benchmarks``). The ``fused`` member of the augmenter family
+(``augmenters.py``); ``fused_augment.py`` splits a batch over threads.
 
 Float16 values come from LLVM's ``fptrunc`` (vectorised to the CPU's conversion instruction,
 e.g. F16C's ``vcvtps2ph``): round to nearest even, the same bits as torch's ``.half()``.
@@ -15,8 +16,6 @@ e.g. F16C's ``vcvtps2ph``): round to nearest even, the same bits as torch's ``.h
 
 from __future__ import annotations
 
-import sys
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,7 +29,7 @@ from vireid.loader.augment import ERASE_FILL, PAD, AugmentParams
 
 def packed(params: AugmentParams) -> np.ndarray:
     """Per image one int32 row: crop top, crop left (in the padded image), flip, erase box
-    (top, left, height, width) — the kernel's argument, also carried through DALI."""
+    (top, left, height, width) — the kernel's argument."""
     return np.concatenate([np.stack([params.top, params.left, params.flip.astype(np.int32)],
                                     axis=1), params.erase], axis=1).astype(np.int32)
 
@@ -71,6 +70,20 @@ def augment_batch(images: np.ndarray, params: np.ndarray, tables: NormaliseTable
     ``fill``: the channel mixing and erase fill of ``AugmentParams``."""
     _run(images, params, tables, _check(images, params, tables, out, mix), mix, fill)
     return out
+
+
+def check_params(images: np.ndarray, params: AugmentParams, tables: NormaliseTables,
+                 out) -> np.ndarray:
+    """``augment_batch``'s checks for ``AugmentParams``; → ``out`` as numpy (the target of
+    ``run_params``, which does not check)."""
+    return _check(images, packed(params), tables, out, params.mix)
+
+
+def run_params(images: np.ndarray, params: AugmentParams, tables: NormaliseTables,
+               target: np.ndarray) -> None:
+    """The kernel with ``AugmentParams`` on arguments ``check_params`` passed: a part of a
+    checked batch may run on its own thread (``fused_augment.FusedAugment``)."""
+    _run(images, packed(params), tables, target, params.mix, params.fill)
 
 
 def _run(images: np.ndarray, params: np.ndarray, tables: NormaliseTables, target,
@@ -117,60 +130,6 @@ def _check(images: np.ndarray, params: np.ndarray, tables: NormaliseTables, out,
     if not inside.all():
         raise ValueError(f"crop corner or erase box outside the image: {params[~inside][0]}")
     return target
-
-
-class FusedAugment:
-    """``augment_batch`` for images of one width, split over ``workers`` threads (the kernel
-    runs without the GIL)."""
-
-    def __init__(self, width: int, workers: int = 1):
-        self.tables = NormaliseTables.build(width)
-        self.workers = workers
-        self._pool = ThreadPoolExecutor(workers, "vireid-augment") if workers > 1 else None
-
-    def __call__(self, images: np.ndarray, params: np.ndarray, out,
-                 mix: np.ndarray | None = None, fill=ERASE_FILL):
-        if self._pool is None or len(images) < 2 * self.workers:
-            return augment_batch(images, params, self.tables, out, mix, fill)
-        target = _check(images, params, self.tables, out, mix)  # once for the whole batch
-        bounds = np.linspace(0, len(images), self.workers + 1).astype(int)
-        parts = [self._pool.submit(_run, images[a:b], params[a:b], self.tables, target[a:b],
-                                   None if mix is None else mix[a:b], fill)
-                 for a, b in zip(bounds[:-1], bounds[1:])]
-        for part in parts:
-            part.result()
-        return out
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False)
-
-
-class OutputBuffers:
-    """float16 output batches, recycled once nothing refers to them any more.
-
-    A fresh 16 MB tensor per batch costs a page fault per 4 KB page on first write (~40 % of
-    the kernel's own time here). Batches are numpy arrays seen through ``torch.from_numpy``:
-    every tensor or view of one keeps a reference to its array, so an array whose only
-    reference is this pool is free to overwrite, and a caller may keep batches as long as it
-    likes."""
-
-    def __init__(self, keep: int = 4):
-        self.keep = keep
-        self._arrays: list[np.ndarray] = []
-
-    def take(self, shape: tuple[int, ...]):
-        import torch
-
-        for position in range(len(self._arrays)):
-            # references: the list and getrefcount's argument — nobody else
-            if self._arrays[position].shape == shape and sys.getrefcount(
-                    self._arrays[position]) == 2:
-                return torch.from_numpy(self._arrays[position])
-        array = np.empty(shape, dtype=np.float16)
-        if len(self._arrays) < self.keep:
-            self._arrays.append(array)
-        return torch.from_numpy(array)
 
 
 @intrinsic

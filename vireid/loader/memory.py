@@ -130,7 +130,7 @@ def _needs(need: int, count: int, shape: tuple[int, int], copies: int) -> str:
 
 
 def _way_out(where: str) -> str:
-    return "--cache none" + (" or --cache host" if where == "device" else "")
+    return "cache none" + (" or cache host" if where == "device" else "")
 
 
 def check_fits(need: int, count: int, shape: tuple[int, int], where: str,

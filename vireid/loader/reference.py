@@ -3,7 +3,7 @@
 The oracle of the tests and the fallback where DALI is not installed (e.g. macOS). Training
 applies docs/recipe.md, Augmentation, with torchvision's functional ops and the SAME
 parameters the DALI loader uses (``plan.py``), so both give the same pixels from the same
-shards.
+shards. ``ReferenceAugmenter`` is the oracle of the augmenter family (``augmenters.py``).
 """
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ import torch
 import torchvision.transforms.functional as TF
 from PIL import Image
 
+from vireid.choices import LoaderKind
 from vireid.constants import IMAGENET_MEAN, IMAGENET_STD
 from vireid.loader.augment import GRAY_WEIGHTS, PAD, AugmentParams
+from vireid.loader.augmenters import gathered, make_augmenter
 from vireid.loader.plan import eval_share
 from vireid.loader.settings import EVAL_BATCH_SIZE
 from vireid.loader.source import ShardBytes, UsesShards, decode_problem, open_source
@@ -84,17 +86,40 @@ def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
     return batch.contiguous(memory_format=torch.channels_last)
 
 
+class ReferenceAugmenter:
+    """The ``reference`` member of the augmenter family (``augmenters.py``), the oracle of
+    the others: each image through ``augment_one``, as the original's transforms."""
+
+    def __init__(self, *, device: str = "cpu", device_id: int = 0, threads: int = 1):
+        """The CPU, one thread: the arguments are the family's common signature."""
+
+    def __call__(self, images, params: AugmentParams,
+                 rows: np.ndarray | None = None) -> torch.Tensor:
+        pixels = gathered(images, rows)
+        tensors = [augment_one(Image.fromarray(image), params, i)
+                   for i, image in enumerate(pixels)]
+        return _stack(tensors).permute(0, 2, 3, 1)  # N×H×W×3, contiguous
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
 class ReferenceTrainLoader(TrainLoaderBase):
-    """Same batches as the DALI ``TrainLoader``, computed in Python on the CPU."""
+    """Same batches as the DALI ``TrainLoader``, computed in Python on the CPU: PIL decodes,
+    the reference augmenter augments (its route has no other choice)."""
+
+    kind = LoaderKind.REFERENCE
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.augmenter = make_augmenter(self.route.augmenter)
 
     def _epoch_batches(self):
         for step in range(self.step, self.sampler.steps_per_epoch):
             plan = self.plan(self.epoch, step)
-            images = [augment_one(read_image(self.source, int(s)), plan.params, i)
-                      for i, s in enumerate(plan.samples)]
-            batch = _stack(images)
-            visible = self.visible_views * self.per_rank
-            yield batch[:visible], batch[visible:]
+            pixels = np.stack([np.asarray(read_image(self.source, int(s)))
+                               for s in plan.samples])
+            yield self.split(self.augmenter(pixels, plan.params))
 
 
 class ReferenceEvalLoader(UsesShards):

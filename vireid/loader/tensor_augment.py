@@ -1,4 +1,5 @@
-"""The training augmentation as batched tensor operations, on whatever device the images are.
+"""The training augmentation as batched tensor operations, on whatever device the images are:
+the ``tensor`` member of the augmenter family (``augmenters.py``).
 
 The decoded cache (``cache.py``) gathers a step's uint8 images where they live (the GPU's
 memory on CUDA) and augments them here: pad 10 → crop → flip as one gather with per-image row
@@ -138,3 +139,44 @@ def augment_tensor(images: torch.Tensor, params: AugmentParams | StepTensors,
         return values.half()
     out.copy_(values)  # float32 → float16: round to nearest even, as ``.half()``
     return out
+
+
+class TensorAugmenter:
+    """The ``tensor`` member (``augmenters.Augmenter``) on ``device``: ``augment_tensor``
+    with the normalisation made once. Without host synchronisation: with ``rows``, images
+    already on the device are gathered there (the rows travel with the parameters in one
+    pinned, non-blocking copy), host images are gathered into pinned memory and copied
+    without waiting too."""
+
+    def __init__(self, *, device: str | torch.device = "cpu", device_id: int = 0,
+                 threads: int = 1):
+        device = torch.device(device)
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", device_id)
+        self.device = device
+        self._normalise = None  # scale and bias on the device, made at the first batch
+
+    def __call__(self, images, params: AugmentParams,
+                 rows: np.ndarray | None = None) -> torch.Tensor:
+        if self._normalise is None:
+            self._normalise = normalisation(self.device)
+        images = images if torch.is_tensor(images) else torch.from_numpy(np.asarray(images))
+        if rows is not None and images.device.type == self.device.type:
+            step = upload(params, self.device, rows)
+            return augment_tensor(images.index_select(0, step.rows), step,
+                                  normalise=self._normalise)
+        if rows is not None:
+            images = _staged(images, rows, pinned=self.device.type == "cuda")
+        return augment_tensor(images.to(self.device, non_blocking=True),
+                              upload(params, self.device), normalise=self._normalise)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def _staged(images: torch.Tensor, rows: np.ndarray, pinned: bool) -> torch.Tensor:
+    """``images[rows]`` gathered into a new (pinned) host tensor. PyTorch's caching host
+    allocator does not reuse a pinned buffer before the copy that reads it has run."""
+    staging = torch.empty((len(rows), *images.shape[1:]), dtype=torch.uint8, pin_memory=pinned)
+    torch.index_select(images, 0, torch.from_numpy(np.asarray(rows, np.int64)), out=staging)
+    return staging

@@ -11,16 +11,22 @@ any batch resumes exactly at the next one.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from vireid.choices import LoaderKind
 from vireid.errors import VireidError
 from vireid.loader.plan import StepPlan, plan_step, visible_views
+from vireid.loader.route import Route, training_route
 from vireid.loader.sampler import IdentitySampler, short_identity
-from vireid.loader.settings import Sampling
+from vireid.loader.settings import Backend, Sampling
 from vireid.loader.source import ShardBytes, UsesShards, open_source
 from vireid.records import TrainView
 from vireid.shards.manifest import Manifest
+
+if TYPE_CHECKING:
+    from vireid.loader.cache import FirstPass
 
 
 def check_enough_images(manifest: Manifest, view: TrainView, num_pos: int) -> None:
@@ -47,13 +53,29 @@ def split_batch(images, visible: int):
 
 
 class TrainLoaderBase(UsesShards):
-    """``shards``: a shard folder, or a ``ShardBytes`` already open (not closed here)."""
+    """``shards``: a shard folder, or a ``ShardBytes`` already open (not closed here).
+    ``backend``: where and how batches are made, from which the loader computes its one
+    ``route`` (``route.py``) as soon as the shards' encoding is known."""
 
-    def __init__(self, shards: ShardBytes | Path | str, sampling: Sampling | None = None, *,
-                 augment: bool = True, rank: int = 0, world_size: int = 1):
-        sampling = sampling or Sampling()
+    kind: LoaderKind  # the registry's name of the loader (``vireid.loader.LOADERS``)
+    augmenter = None  # the route's augmenter, where the loader runs one itself
+
+    def __init__(self, shards: ShardBytes | Path | str, sampling: Sampling | None = None,
+                 backend: Backend | None = None, *, augment: bool = True, rank: int = 0,
+                 world_size: int = 1):
         self.source, self._owns_source = open_source(shards)
+        try:
+            self._setup(sampling or Sampling(), backend or Backend(), augment, rank,
+                        world_size)
+        except BaseException:
+            UsesShards.close(self)  # a loader refused: the files it opened are closed now
+            raise
+
+    def _setup(self, sampling: Sampling, backend: Backend, augment: bool, rank: int,
+               world_size: int) -> None:
         manifest = self.source.manifest
+        self.backend = backend
+        self.route: Route = training_route(self.kind, backend, manifest.encoding)
         self.view = manifest.training_view(sampling.trial)
         if not sampling.replace:
             check_enough_images(manifest, self.view, sampling.num_pos)
@@ -69,6 +91,17 @@ class TrainLoaderBase(UsesShards):
         self.images_per_step = (self.visible_views + 1) * self.per_rank  # this rank's
         self.sampler.step(0, 0, rank, world_size)  # fail now on an impossible split
         self.epoch = self.step = 0
+
+    def first_pass(self) -> FirstPass | None:
+        """The decoded cache's first-pass figures once it has run (None: no cache on this
+        route, or not built yet)."""
+        return None
+
+    def close(self) -> None:
+        """Release the augmenter's threads and the shard files this loader opened."""
+        if self.augmenter is not None:
+            self.augmenter.close()
+        super().close()
 
     @property
     def num_classes(self) -> int:

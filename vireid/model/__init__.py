@@ -1,5 +1,6 @@
 """Models: ``build_model(num_classes, arch, non_local, pooling, pretrained)``;
-``list_models()``; ``load_original(path)`` reads a checkpoint of the original AGW code;
+``list_models()``; ``load_original(path)`` reads a checkpoint of the original AGW or DEEN
+code;
 ``DEEN(num_classes, arch, variant, pretrained)`` (``vireid.model.deen``).
 Which head a method uses is the method's business (``vireid.train.methods``).
 

@@ -1,4 +1,5 @@
-"""Checkpoints written by the original AGW code (``…_best.t``), read into vireid's model.
+"""Checkpoints written by the original AGW and DEEN code (``…_best.t``), read into vireid's
+models.
 
 The original saves ``{'net': model.state_dict(), 'cmc': numpy array, 'mAP': numpy float,
 'mINP': numpy float, 'epoch': int}``. Its ``net`` names the modules as the original does;
@@ -20,6 +21,12 @@ What they cannot: the pooling (GeM p = 3 has no weights; the original saves no f
 follows the original's train.py pairing, ``--method agw`` = non-local + GeM, ``base`` = neither
 (a run with one flag changed by hand would load with the wrong pooling); and the architecture,
 which is always resnet50 (the original's modules build it; other weights fail on a key).
+
+DEEN's authors (ZYK100/LLCM ``DEEN/``) save the same dictionary, with their network's keys,
+which are vireid's ``DEEN``'s (its load hook drops the unused copies, checking their shapes).
+It is told apart by DEE's weights (``DEE.FC11.weight``); its variant by MFA3's
+(``MFA3.CNL.g.weight``: the SYSU/LLCM network; without: RegDB's), its class count by the
+classifier's rows (``original_deen``).
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import torch
 
 from vireid.errors import VireidError
 from vireid.model.agw import AGW
+from vireid.model.deen import DEEN
 from vireid.model.layers import NonLocal
 
 log = logging.getLogger(__name__)
@@ -47,6 +55,8 @@ STEMS = {"backbone.visible_stem.0.": "visible_module.visible.conv1.",
          "backbone.infrared_stem.0.": "thermal_module.thermal.conv1.",
          "backbone.infrared_stem.1.": "thermal_module.thermal.bn1.", "head.": ""}
 NONLOCAL_PARTS = {"g": "g.0", "out": "W"}  # theta, phi keep their names
+DEEN_MARKER = "DEE.FC11.weight"  # DEE's first dilated convolution: DEEN's alone
+DEEN_FULL_MARKER = "MFA3.CNL.g.weight"  # MFA3: the SYSU/LLCM network; RegDB's has none
 # What the weights-only unpickler says when it refuses a global, a class or a function.
 _REFUSED = re.compile(r"GLOBAL ([\w.]+)|allowlisted.*?but got <class '([\w.]+)'>"
                       r"|unrecognized function (\S+)", re.S)
@@ -97,6 +107,26 @@ def is_original(payload) -> bool:
     net = payload.get("net") if isinstance(payload, Mapping) else None
     return isinstance(net, Mapping) and all(isinstance(net.get(k), torch.Tensor)
                                             for k in MARKERS)
+
+
+def is_original_deen(payload) -> bool:
+    """Whether ``payload`` is a checkpoint of the DEEN authors' code (the original's format
+    with DEE's weights)."""
+    return is_original(payload) and isinstance(payload["net"].get(DEEN_MARKER), torch.Tensor)
+
+
+def original_deen(net: Mapping, where="net") -> tuple[dict, int, str, dict]:
+    """(state dict, classes, arch, model options) of the DEEN authors' ``net``: their keys
+    as they are (every value must be a tensor; the network's strict load checks the keys
+    and shapes), ``{"variant": "full" | "regdb"}`` from MFA3's presence."""
+    classifier = net.get("classifier.weight")
+    if not isinstance(classifier, torch.Tensor) or classifier.dim() != 2:
+        raise VireidError(where, "missing key 'classifier.weight' (or it is not a matrix)")
+    for key, value in net.items():
+        if not isinstance(value, torch.Tensor):
+            raise VireidError(where, f"key {key!r} is {type(value).__name__}, not a tensor")
+    variant = "full" if DEEN_FULL_MARKER in net else "regdb"
+    return dict(net), classifier.shape[0], ARCH, {"variant": variant}
 
 
 def original_to_vireid(net: dict, where="net") -> tuple[dict, int, str, str]:
@@ -185,15 +215,33 @@ def _check_keys(net: Mapping, layout: dict, where) -> None:
             raise VireidError(where, f"key {key!r} is {found}, the original's is {shape}")
 
 
-def load_original(path) -> AGW:
-    """vireid's model (eval mode) with the weights of an original AGW checkpoint."""
+def load_original(path) -> AGW | DEEN:
+    """vireid's model (eval mode) with the weights of an original AGW or DEEN checkpoint."""
     payload = read_original(path)
     if not is_original(payload):
         raise VireidError(path, "not a checkpoint of the original AGW code (no 'net' state "
                           "dict with its module names)")
+    if is_original_deen(payload):
+        return _load_deen(payload["net"], path)
     state, classes, arch, method = original_to_vireid(payload["net"], where=path)
     model = _template(classes, method).to_empty(device="cpu")
     model.load_state_dict(state)
     log.info("%s: original AGW checkpoint, %s %s, %d classes, epoch %s", path, arch, method,
              classes, payload.get("epoch"))
+    return model.eval()
+
+
+def _load_deen(net: Mapping, path) -> DEEN:
+    state, classes, arch, options = original_deen(net, where=path)
+    with torch.device("meta"):
+        model = DEEN(classes, arch, pretrained="none", **options)
+    model = model.to_empty(device="cpu")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        first = str(error).strip().splitlines()[-1].strip()[:160]
+        raise VireidError(path, f"weights do not fit DEEN's {options['variant']} network "
+                          f"({first})") from None
+    log.info("%s: original DEEN checkpoint, %s %s, %d classes", path, arch, options["variant"],
+             classes)
     return model.eval()

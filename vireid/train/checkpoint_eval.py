@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,7 +41,8 @@ class EvaluationSettings:
     trial: int | None = setting(
         None, min=0,
         help="Only this trial (RegDB: default the trial the checkpoint was trained on).")
-    kinds: tuple[str, ...] = FEATURES  # pool and/or fc (the command's --feature)
+    # the feature rows (the command's --feature): None, the method's (MethodSpec.features)
+    kinds: tuple[str, ...] | None = None
     loader: LoaderKind = like(LoaderSettings, "kind", flat="loader")
     device: Device = like(RunSettings, "device")
     amp: Amp = setting(  # float32 features, as the original; mixed precision is opt-in
@@ -56,10 +56,10 @@ class EvaluationSettings:
     rerank: Rerank | None = None  # k-reciprocal re-ranking (opt-in: the command's --rerank)
     flip: bool | None = setting(
         None, flag="--flip/--no-flip",
-        help="Average each image's features with its horizontally mirrored copy's and "
-        "L2-normalise again (CAJ's test script). Default: the checkpoint's method's (caj: "
-        "on; agw, base: off); the line naming the checkpoint says which, and flipped rows "
-        "say (flip).")
+        help="Combine each image's features with its horizontally mirrored copy's: average "
+        "and L2-normalise again (CAJ's test script), or for deen sum them (the authors' "
+        "test.py). Default: the checkpoint's method's (caj, deen: on; agw, base: off); the "
+        "line naming the checkpoint says which, and flipped rows say (flip).")
     save_features: str | None = setting(
         None, metavar="FILE",
         help="Also write the test features to this .npz file (pool and fc float32, per image "
@@ -149,7 +149,7 @@ def evaluate_checkpoint(shards, checkpoint, settings: EvaluationSettings | None 
     check_weights(state, checkpoint)
     with ShardBytes(shards) as source:
         manifest = source.manifest
-        view = _trained_view(state)
+        view = trained_view(state)
         protocol, trials = scoring_plan(manifest, settings.protocol, view, settings.trial)
         lists = plan_rank_lists(manifest, protocol, trials, settings.rank_lists,
                                 settings.queries) if settings.rank_lists or settings.queries \
@@ -161,16 +161,18 @@ def evaluate_checkpoint(shards, checkpoint, settings: EvaluationSettings | None 
             manifest, protocol, trials), device, settings, flip)
         if settings.save_features:
             save_features(settings.save_features, features, manifest, protocol.name,
-                          checkpoint, view, flip)
-        rows = score_rows(manifest, protocol, features, trials, settings.kinds,
-                          settings.rerank, device, flip)
+                          checkpoint, view, flip, state["method"])
+        rows = score_rows(manifest, protocol, features, trials,
+                          feature_kinds(settings.kinds, state["method"]), settings.rerank,
+                          device, flip)
         if on_checkpoint:  # after the work: a failure stays one line
             on_checkpoint(f"{describe(state, checkpoint)}; {_flip_note(flip, settings.flip)}")
         if on_rows:
             on_rows(rows)
         if lists:
             write_rank_lists(source, protocol.name, *lists, features,
-                             rank_list_folder(checkpoint, settings.lists_out))
+                             rank_list_folder(checkpoint, settings.lists_out),
+                             get_method(state["method"]).select)
     return rows
 
 
@@ -182,9 +184,17 @@ def _features(state, checkpoint, source, wanted, device, settings, flip: bool):
         amp_dtype=resolve_amp(settings.amp, device.type), batch_size=settings.batch_size,
         channels_last=settings.channels_last,
         backend=Backend(device.type, device.index or 0, settings.num_threads),
-        size=_test_size(state, source.manifest, source.directory), flip=flip)
+        size=_test_size(state, source.manifest, source.directory), flip=flip,
+        flip_rule=get_method(state["method"]).flip_rule)
     check_finite(features, checkpoint)
     return features
+
+
+def feature_kinds(kinds: tuple[str, ...] | None, method: str | None) -> tuple[str, ...]:
+    """The rows to score: as asked, else the method's (unknown method: pool and fc)."""
+    if kinds:
+        return tuple(kinds)
+    return get_method(method).features if method else FEATURES
 
 
 def _flip_note(flip: bool, asked: bool | None) -> str:
@@ -207,8 +217,9 @@ def evaluate_saved(shards, path, settings: EvaluationSettings | None = None) -> 
     check_covers(saved, manifest, samples_to_extract(manifest, protocol, trials), path)
     if settings.verify:
         check_checksums(shards, manifest)
-    return score_rows(manifest, protocol, saved.features, trials, settings.kinds,
-                      settings.rerank, device, saved.flip)
+    return score_rows(manifest, protocol, saved.features, trials,
+                      feature_kinds(settings.kinds, saved.method), settings.rerank, device,
+                      saved.flip)
 
 
 def rank_list_folder(checkpoint, out=None) -> Path:
@@ -226,11 +237,12 @@ def describe(state: dict, path) -> str:
     epochs = state.get("config", {}).get("epochs")
     of = f" of {epochs}" if epochs else ""
     selected = state.get("selected_on") or "the last epoch written"
-    kind = f"{state['format']} checkpoint " if state.get("format") == "original AGW" else ""
+    kind = f"{state['format']} checkpoint " if str(state.get("format")).startswith(
+        "original ") else ""
     return f"evaluating {kind}{path}: epoch {epoch + 1}{of} ({selected})"
 
 
-def _trained_view(state: dict) -> str | None:
+def trained_view(state: dict) -> str | None:
     """The training view of the checkpoint (older checkpoints: RegDB's trial setting)."""
     if "data" in state:
         return state["data"]["view"]
@@ -240,7 +252,8 @@ def _trained_view(state: dict) -> str | None:
 
 def _model(state: dict, checkpoint, device, channels_last: bool):
     method = get_method(state["method"])
-    model = method.build_model(state["num_classes"], state["arch"], pretrained="none")
+    model = method.build_model(state["num_classes"], state["arch"], pretrained="none",
+                               **state.get("model_options", {}))
     load_weights(model, state, checkpoint)
     model = model.to(device)
     return model.to(memory_format=torch.channels_last) if channels_last else model
@@ -256,104 +269,3 @@ def _test_size(state: dict, manifest, shards) -> tuple[int, int] | None:
                 "resizing the test images to %d×%d", shards, trained[1], trained[0],
                 stored[1], stored[0], trained[1], trained[0])
     return trained
-
-
-class MissingTrials(VireidError):
-    """A ``--trial all`` folder lacks trials and scoring the others was not allowed (the CLI
-    names its option)."""
-
-
-def evaluate_trial_runs(shards, folder, settings: EvaluationSettings | None = None,
-                        on_checkpoint: Callable[[str], None] | None = None) -> list[dict]:
-    """Each trial of a ``--trial all`` folder scored with its own model, in every direction
-    (or ``settings.protocol``), then the mean over the trials per direction and feature.
-
-    Every model is checked before any is evaluated: trained on these shards' dataset, on the
-    trial its folder names, finite. A folder lacking trials is refused unless
-    ``allow_missing_trials``; then each mean row lists the trials it covers and misses.
-    """
-    from vireid.shards.manifest import load_manifest
-
-    settings = settings or EvaluationSettings()
-    evaluation_device(settings.device)
-    manifest = load_manifest(shards)
-    runs = check_trial_runs(folder, manifest, shards, settings.allow_missing_trials)
-    trials = [trial for trial, _ in manifest.trial_views]
-    names = [settings.protocol] if settings.protocol else [p.name for p in manifest.protocols]
-    rows = []
-    for name in names:
-        scored = []
-        for trial, checkpoint in runs.items():
-            one = dataclasses.replace(settings, protocol=name, trial=trial)
-            scored += evaluate_checkpoint(shards, checkpoint, one, on_checkpoint)
-            settings = dataclasses.replace(settings, verify=False)  # the shards checked once
-        rows += scored + _means(scored, trials)
-    return rows
-
-
-def check_trial_runs(folder, manifest, shards, allow_missing: bool = False) -> dict:
-    """The checkpoints of a ``--trial all`` folder by trial, each checked against the shards
-    (nothing extracted yet); a missing trial is refused unless ``allow_missing``."""
-    from vireid.train.trials import trial_checkpoints
-
-    runs = trial_checkpoints(folder)
-    for trial, checkpoint in runs.items():
-        state = read_model_checkpoint(checkpoint)
-        _check_trial_run(state, trial, checkpoint, manifest, shards)
-        check_weights(state, checkpoint)
-    expected = [trial for trial, _ in manifest.trial_views]
-    missing = [str(trial) for trial in expected if trial not in runs]
-    if missing and not allow_missing:
-        raise MissingTrials(folder, f"lacks trials {', '.join(missing)} of {len(expected)} "
-                            "(no trial-<N>/checkpoints/last.pt): finish them, or score the "
-                            "others")
-    return runs
-
-
-def _check_trial_run(state: dict, trial: int, checkpoint, manifest, shards) -> None:
-    """The model filed under ``trial-<trial>`` was trained on that trial of this dataset."""
-    dataset = state.get("data", {}).get("dataset")
-    if dataset and dataset != manifest.dataset:
-        raise VireidError(checkpoint, f"was trained on {dataset}, these shards hold "
-                          f"{manifest.dataset} ({shards})")
-    views = dict(manifest.trial_views)
-    if trial not in views:
-        known = ", ".join(map(str, views)) or "none: it has one training set"
-        raise VireidError(checkpoint, f"is filed under trial {trial}, which {manifest.dataset} "
-                          f"lacks (trials {known})")
-    view = _trained_view(state)
-    if view is not None and manifest.trained_trial(view) != trial:
-        other = manifest.trained_trial(view)
-        raise VireidError(checkpoint, f"is trial {other}'s model (view {view}), filed under "
-                          f"trial-{trial}")
-    classes = manifest.view(views[trial]).num_classes
-    if state["num_classes"] != classes:
-        raise VireidError(checkpoint, f"has {state['num_classes']} classes; trial {trial} of "
-                          f"{shards} trains {classes}: a model of other data?")
-
-
-def _means(rows: list[dict], trials: list[int]) -> list[dict]:
-    """The mean row of each (protocol, feature) over its trials, naming the trials it covers
-    (``trials``) and those of the dataset it lacks (``missing``)."""
-    means = []
-    for key in dict.fromkeys((r["protocol"], r["feature"]) for r in rows):
-        group = [r for r in rows if (r["protocol"], r["feature"]) == key]
-        labels = ("protocol", "feature", "trial", "reranked", "flip")
-        metrics = [k for k in group[0] if k not in labels]
-        covered = [r["trial"] for r in group]
-        means.append({"protocol": key[0], "feature": key[1], "trial": "mean",
-                      "reranked": group[0]["reranked"], "flip": group[0].get("flip", False),
-                      **{k: sum(r[k] for r in group) / len(group) for k in metrics},
-                      "trials": covered, "missing": [t for t in trials if t not in covered]})
-    return means
-
-
-def coverage_note(rows: list[dict]) -> str:
-    """A line for a table whose mean rows lack trials ("" when none does), e.g. "mean of
-    trials 1, 2, 4 (3 of 4; missing 3)"."""
-    partial = next((r for r in rows if r.get("missing")), None)
-    if partial is None:
-        return ""
-    covered, missing = partial["trials"], partial["missing"]
-    return f"mean of trials {', '.join(map(str, covered))} ({len(covered)} of " \
-           f"{len(covered) + len(missing)}; missing {', '.join(map(str, missing))})"

@@ -36,7 +36,8 @@ class Optimisation:
 
     epochs: int | None = setting(
         None, min=1, resume=FREE,
-        help="Epochs (default: the method's; agw and base: 81, as the original; caj: 100).")
+        help="Epochs (default: the method's; agw and base: 81, as the original; caj: 100; "
+        "deen: 151).")
     lr: float = setting(
         0.1, above=0.0, max=FLOAT32_MAX, resume=CHECK,
         help="Base learning rate, > 0 (BNNeck and classifier; the rest uses 0.1×).")
@@ -46,7 +47,8 @@ class Optimisation:
     milestones: tuple[int, int] = setting(
         (20, 50), min=0, resume=CHECK, rule=lambda epochs: None if list(epochs) == sorted(
             set(epochs)) else f"must increase (got {' '.join(map(str, epochs))})",
-        help="Epochs where the learning rate drops 10× (two increasing values).")
+        help="Epochs where the learning rate drops 10× (two increasing values; deen's default: "
+        "20 80).")
 
     def __post_init__(self):
         check_fields(self)
@@ -71,10 +73,14 @@ class ModelSettings:
         None, resume=CHECK,
         help="Metric loss on the pooled features: wrt (weighted regularised), hard "
         "(batch-hard, margin 0.3) or adp (CAJ's squared difference). Default: the method's "
-        "(agw: wrt, base: hard, caj: adp; caj with wrt is the original's --square 0).")
+        "(agw: wrt, base: hard, caj: adp; caj with wrt is the original's --square 0; deen's "
+        "losses are its own).")
 
     def __post_init__(self):
         check_fields(self)
+        from vireid.train.methods import get_method
+
+        get_method(self.method, self.triplet)  # a method with its own losses refuses another
 
 
 @dataclass(frozen=True)
@@ -106,16 +112,16 @@ class LoaderSettings:
 
     def __post_init__(self):
         check_fields(self)
-        if self.kind == LoaderKind.REFERENCE and self.cache != Cache.NONE:
-            raise VireidError("cache", f"{self.cache}: the reference loader decodes every "
-                              "step with PIL and keeps nothing; use the dali loader or cache "
-                              "none")
+        from vireid.loader.route import check_cache
+
+        check_cache(self.kind, self.cache)  # the loader's route table, as it builds
 
 
 @dataclass(frozen=True)
 class Evaluation:
     every: int = setting(2, min=1, flat="eval_every",
-                         help="Evaluate every N epochs and at the end.")
+                         help="Evaluate every N epochs and at the end (deen with --recipe "
+                         "original: 1, after every epoch as the authors).")
     protocol: str | None = setting(
         None, flat="eval_protocol", flag="--protocol",
         help="Protocol to evaluate: sysu-all, sysu-indoor, regdb-v2t, regdb-t2v, llcm-ir2vis "
@@ -188,9 +194,10 @@ class RunSettings:
     recipe: Recipe = setting(
         Recipe.VIREID,
         help="original: the original's training script where vireid's defaults differ "
-        "(--sampler original, --amp off, evaluation after 0-based epochs 2, 4, … on gallery "
-        "trial 0, without flip); options given explicitly still win. Every run keeps "
-        "checkpoints/best.pt (best fc Rank-1 on the test set, as the original selects).")
+        "(--sampler original, --amp off, evaluation after 0-based epochs 2, 4, … (deen: "
+        "after every epoch) on gallery trial 0, without flip); options given explicitly "
+        "still win. Every run keeps checkpoints/best.pt (best fc Rank-1 on the test set, as "
+        "the original selects; deen: the all row's).")
 
     def __post_init__(self):
         check_fields(self)
@@ -207,6 +214,14 @@ class TrainConfig:
     loader: LoaderSettings = field(default_factory=LoaderSettings)
     decoder: DecoderOptions = field(default_factory=DecoderOptions)
     evaluation: Evaluation = field(default_factory=Evaluation)
+
+    def __post_init__(self):
+        from vireid.train.methods import get_method
+
+        method = get_method(self.model.method)
+        if not method.other_views and self.sampling.views not in (None, method.views):
+            raise VireidError("views", f"{self.sampling.views}: {method.name} trains on "
+                              f"{method.views} views only")
 
     @property
     def epochs(self) -> int:
@@ -253,11 +268,15 @@ class TrainConfig:
 
     @classmethod
     def with_recipe(cls, recipe: Recipe, **values) -> TrainConfig:
-        """``from_flat`` after filling the settings ``recipe`` changes (``RECIPES``) that
-        ``values`` leaves unset (None); settings given explicitly win."""
+        """``from_flat`` after filling the settings that ``values`` leaves unset (None): first
+        the method's (``MethodSpec.defaults``, e.g. DEEN's P, K and milestones), then the
+        recipe's (``RECIPES``); settings given explicitly win."""
+        from vireid.train.methods import get_method
+
         recipe = Recipe.parse(recipe, "recipe")
         filled = {k: v for k, v in values.items() if v is not None}
-        for name, value in RECIPES[recipe].items():
+        method = get_method(filled.get("method", ModelSettings.method))
+        for name, value in {**RECIPES[recipe], **method.defaults(recipe)}.items():
             filled.setdefault(name, value)
         return cls.from_flat(recipe=recipe, **filled)
 

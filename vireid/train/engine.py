@@ -16,6 +16,8 @@ import torch.distributed as dist
 from vireid.errors import VireidError
 from vireid.train.methods import MethodSpec, get_method
 
+LOGGED = ("total", "id", "triplet")  # every method's loss terms (DEEN adds cpm, ort)
+
 
 class NonFiniteLoss(VireidError):
     pass
@@ -35,13 +37,15 @@ def _inputs(batch: dict, device: torch.device, channels_last: bool, amp_dtype):
 
 def train_one_epoch(model, loader, optimizer, scaler, *, device: torch.device, amp_dtype,
                     method, channels_last: bool, log_every: int = 10,
-                    max_steps: int | None = None,
+                    max_steps: int | None = None, num_pos: int | None = None,
                     on_log: Callable[[dict], None] | None = None) -> dict:
-    """Train over one epoch of ``loader``; returns mean losses, accuracy and images/s.
-    ``method``: a method's name or its ``MethodSpec``."""
+    """Train over one epoch of ``loader``; returns mean losses (every term the method
+    names: ``loss``, ``loss_id``, ``loss_triplet``, DEEN's ``loss_cpm`` and ``loss_ort``),
+    accuracy and images/s. ``method``: a method's name or its ``MethodSpec``; ``num_pos``:
+    the sampler's K, for losses that read the batch's P×K blocks (DEEN's CPM)."""
     spec = method if isinstance(method, MethodSpec) else get_method(method)  # the loss
     model.train()
-    sums = torch.zeros(4, device=device)  # total, id, triplet, correct
+    names, sums = LOGGED, None  # the loss terms, then correct
     images = steps = 0
     start = time.perf_counter()
     for batch in loader:
@@ -49,42 +53,50 @@ def train_one_epoch(model, loader, optimizer, scaler, *, device: torch.device, a
         with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
                             enabled=amp_dtype is not None):
             pooled, logits = model(visible, infrared)
-            losses = spec.losses(pooled, logits, labels)
+            losses = spec.losses(pooled, logits, labels, num_pos=num_pos)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(losses["total"]).backward()
         scaler.step(optimizer)
         scaler.update()
-        correct = (logits.detach().argmax(dim=1) == labels).sum()
-        sums += torch.stack([losses["total"].detach(), losses["id"].detach(),
-                             losses["triplet"].detach(), correct.float()])
+        # logits have ``branches`` rows per image, branch-major: [x; e1; e2] for DEEN
+        correct = (logits.detach().argmax(dim=1) == labels.repeat(spec.branches)).sum()
+        if sums is None:
+            names = tuple(losses)
+            sums = torch.zeros(len(names) + 1, device=device)
+        sums += torch.stack([*(losses[name].detach() for name in names), correct.float()])
         images += len(labels)
         steps += 1
         if steps % log_every == 0 or steps == len(loader):
-            stats = _summary(sums, steps, images, start, optimizer)
+            stats = _summary(sums, steps, images, start, optimizer, names, spec.branches)
             _check_finite(stats, batch)
             if on_log:
                 on_log({**stats, "step": batch["step"], "steps": len(loader)})
         if max_steps and steps >= max_steps:
             break
-    stats = _summary(sums, steps, images, start, optimizer)
+    stats = _summary(sums, steps, images, start, optimizer, names, spec.branches)
     _check_finite(stats, batch)
     return stats
 
 
-def _summary(sums: torch.Tensor, steps: int, images: int, start: float, optimizer) -> dict:
+def _summary(sums: torch.Tensor | None, steps: int, images: int, start: float, optimizer,
+             names: tuple[str, ...] = LOGGED, branches: int = 1) -> dict:
     """Means over the steps so far of every rank (every rank sees the same values).
 
     Sums are added over ranks and divided once: the losses are means over steps and ranks,
-    the accuracy is correct / images of the global batch, as one process holding every rank's
-    images would report. E.g. two ranks with 3 and 1 correct of 4 images each: 4 / 8 = 0.5.
+    the accuracy is correct / logit rows of the global batch (``branches`` rows per image),
+    as one process holding every rank's images would report. E.g. two ranks with 3 and 1
+    correct of 4 images each: 4 / 8 = 0.5.
     """
+    if sums is None:  # no step yet
+        sums = torch.zeros(len(names) + 1)
     counts = torch.tensor([steps, images], dtype=torch.float64, device=sums.device)
-    totals = _sum_over_ranks(torch.cat([sums.detach().double(), counts]))
-    total, identity, triplet, correct, all_steps, all_images = totals.tolist()
+    totals = _sum_over_ranks(torch.cat([sums.detach().double(), counts])).tolist()
+    *terms, correct, all_steps, all_images = totals
     all_steps, all_images = max(all_steps, 1), int(all_images)
     seconds = time.perf_counter() - start
-    return {"loss": total / all_steps, "loss_id": identity / all_steps,
-            "loss_triplet": triplet / all_steps, "accuracy": correct / max(all_images, 1),
+    losses = {("loss" if name == "total" else f"loss_{name}"): value / all_steps
+              for name, value in zip(names, terms)}
+    return {**losses, "accuracy": correct / max(all_images * branches, 1),
             "images": all_images, "images_per_s": all_images / seconds if seconds else 0.0,
             "seconds": seconds, "lr": max(group["lr"] for group in optimizer.param_groups)}
 
@@ -97,7 +109,7 @@ def _sum_over_ranks(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def _check_finite(stats: dict, batch: dict) -> None:
-    if not all(map(_finite, (stats["loss"], stats["loss_id"], stats["loss_triplet"]))):
+    if not all(_finite(value) for key, value in stats.items() if key.startswith("loss")):
         raise NonFiniteLoss(f"epoch {batch['epoch']} step {batch['step']}",
                             "the loss became NaN or infinite; stopping (the last checkpoint "
                             "is from the previous epoch and is kept). Try a lower learning rate "

@@ -2,6 +2,8 @@
 
 What to score is the data's rule (``Manifest.trial_views``): a model trained per trial
 (RegDB) is scored on its own trial; otherwise every trial of the protocol, or one asked for.
+How to score is the method's (``MethodSpec``): its feature rows (``features``: pool and fc, or
+DEEN's all and weighted) and its flip rule.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ import logging
 from vireid.eval.features import extract_features, merge_features
 from vireid.eval.protocols import samples_to_extract, score_rows
 from vireid.loader.settings import Backend
+from vireid.train.methods import get_method
 
-FEATURES = ("pool", "fc")
+FEATURES = ("pool", "fc")  # AGW's two rows; a method names its own (``MethodSpec.features``)
 log = logging.getLogger(__name__)
 
 
@@ -40,9 +43,7 @@ def score(manifest, protocol, features, trials, kinds=FEATURES,
 
 
 def use_flip(flip: bool | None, method) -> bool:
-    """Flip averaging as asked, else the method's default (CAJ: on; AGW, base: off)."""
-    from vireid.train.methods import get_method
-
+    """Flip averaging as asked, else the method's default (CAJ, DEEN: on; AGW, base: off)."""
     return get_method(method).flip if flip is None else flip
 
 
@@ -66,6 +67,7 @@ class RunEvaluation:
             self.trials = [self.protocol.trials[0].trial]  # the original's gallery trial 0
         self.wanted = samples_to_extract(manifest, self.protocol, self.trials)
         self.flip = use_flip(config.evaluation.flip, config.model.method)
+        self.method = get_method(config.model.method)
 
     def __call__(self, model, device, amp_dtype) -> list[dict]:
         from vireid.train.distributed import gather_to_main
@@ -75,9 +77,10 @@ class RunEvaluation:
             model, self.source, self.wanted, loader=config.loader.kind, device=device,
             amp_dtype=amp_dtype, batch_size=config.evaluation.batch_size,
             channels_last=config.run.channels_last, backend=self.backend,
-            shard_id=env.rank, num_shards=env.world_size, flip=self.flip)
+            shard_id=env.rank, num_shards=env.world_size, flip=self.flip,
+            flip_rule=self.method.flip_rule)
         gathered = gather_to_main(features, env)
         if not env.is_main:
             return []
         return score(self.source.manifest, self.protocol, merge_features(gathered),
-                     self.trials, flip=self.flip)
+                     self.trials, self.method.features, flip=self.flip)

@@ -67,7 +67,9 @@ class EpochLoop:
         self.watch = ManifestWatch(config.run.shards)
         self.log = RunLog(self.out, config, library_versions(), fresh=not config.run.resume) \
             if env.is_main else None
-        self.best = BestOnTest(self.out, config.run.resume) if env.is_main else None
+        self.method = get_method(config.model.method, config.model.triplet)
+        self.best = BestOnTest(self.out, config.run.resume, self.method.select) \
+            if env.is_main else None
         self._payload: dict = {}
         self._cache_reported = False
 
@@ -92,10 +94,9 @@ class EpochLoop:
                                   min(len(parts.loader), run.max_steps or 10**9))
         stats = train_one_epoch(parts.model, parts.loader, parts.optimizer, parts.scaler,
                                 device=self.device, amp_dtype=PRECISIONS[self.mode],
-                                method=get_method(self.config.model.method,
-                                                  self.config.model.triplet),
-                                channels_last=run.channels_last, log_every=run.log_every,
-                                max_steps=run.max_steps, on_log=self.reporter.log)
+                                method=self.method, channels_last=run.channels_last,
+                                log_every=run.log_every, max_steps=run.max_steps,
+                                num_pos=self.config.sampling.num_pos, on_log=self.reporter.log)
         parts.scheduler.step()
         parts.loader.seek(epoch + 1, 0)
         check_finite_weights(plain(parts.model), epoch)  # every rank: the same weights
@@ -107,17 +108,15 @@ class EpochLoop:
         self._report_cache(epoch)
 
     def _report_cache(self, epoch: int) -> None:
-        """Once, after the epoch that built the decoded cache (``--cache``): its first pass
-        as one line for humans and one metrics.jsonl row."""
-        from vireid.loader.cache import cache_report
-
-        cached = None if self._cache_reported else cache_report(self.parts.loader)
-        if cached is None:
+        """Once, after the epoch that built the decoded cache: the loader's first-pass
+        figures as one line for humans and one metrics.jsonl row."""
+        first = None if self._cache_reported else self.parts.loader.first_pass()
+        if first is None:
             return
         self._cache_reported = True
-        self.reporter.note(f"cache: {cached.summary()}")
+        self.reporter.note(f"cache: {first.summary()}")
         if self.log:
-            self.log.cache({"epoch": epoch, **cached.report()})
+            self.log.cache({"epoch": epoch, **first.report()})
 
     def _evaluate(self, epoch: int) -> list[dict]:
         model = plain(self.parts.model)
@@ -148,7 +147,9 @@ class EpochLoop:
         self._payload = {
             "epoch": epoch, "config": config.to_dict(), "model": plain(parts.model).state_dict(),
             "num_classes": parts.loader.num_classes, "arch": str(config.model.arch),
-            "method": str(config.model.method), "optimizer": parts.optimizer.state_dict(),
+            "method": str(config.model.method),
+            "model_options": self.method.model_options(self.identity.dataset),
+            "optimizer": parts.optimizer.state_dict(),
             "scheduler": parts.scheduler.state_dict(), "scaler": parts.scaler.state_dict(),
             "loader": parts.loader.state_dict(), "precision": self.mode,
             "rng": rng_state(self.device), "data": self.identity.to_dict(),

@@ -28,7 +28,8 @@ FIGSIZE = (13.0, 3.6)  # inches; at DPI 100 a 1300 × 360 image
 DPI = 100
 LOSSES = ("loss", "loss_id", "loss_triplet")
 SCORES = {"rank1": "Rank-1", "mAP": "mAP", "mINP": "mINP"}
-STYLES = {"pool": "--", "fc": "-"}  # the feature is the line style, the score its colour
+# the feature is the line style, the score its colour
+STYLES = {"pool": "--", "fc": "-", "all": "-", "weighted": "--"}
 
 
 def read_rows(path: Path) -> list[dict]:

@@ -107,7 +107,7 @@ def _run_on(config: TrainConfig, env: DistEnv, reporter: Reporter, device: torch
         loader = make_train_loader(config.loader.kind, source, _sampling(config), backend,
                                    rank=env.rank, world_size=env.world_size)
         with loader:
-            parts = _build(config, loader, device, PRECISIONS[mode], env)
+            parts = _build(config, loader, device, PRECISIONS[mode], env, identity.dataset)
             parts.evaluate = RunEvaluation(source, config, loader.view.name, backend, env)
             start = _resume(saved, run.out, parts, device) if saved else 0
             loop = EpochLoop(config, env, device, mode, identity, parts,
@@ -162,14 +162,17 @@ def _check_resumable(config: TrainConfig, state: dict, identity: DataIdentity) -
                           "train on with more epochs")
 
 
-def _build(config: TrainConfig, loader, device: torch.device, amp_dtype,
-           env: DistEnv) -> RunParts:
+def _build(config: TrainConfig, loader, device: torch.device, amp_dtype, env: DistEnv,
+           dataset: str | None = None) -> RunParts:
+    """Model, optimiser, schedule and scaler; ``dataset`` (the training data's) decides the
+    method's model options (DEEN: its RegDB variant)."""
     run, optimisation = config.run, config.optimisation
     method = get_method(config.model.method)
     # a resumed run's weights come from its checkpoint: ImageNet and --init weights (the
     # start's, recorded in config.json) are not read again
     model = method.build_model(loader.num_classes, config.model.arch,
-                               pretrained="none" if run.resume else config.model.pretrained)
+                               pretrained="none" if run.resume else config.model.pretrained,
+                               **method.model_options(dataset))
     if config.model.init and not run.resume:
         init_weights(model, config.model.init)
     model = model.to(device)

@@ -1,8 +1,9 @@
 """The original's learning-rate schedule and SGD set-up (docs/recipe.md, Optimiser; Schedule).
 
 Per epoch e: lr·(e+1)/10 for e < 10 (warm-up), lr for 10 ≤ e < 20, lr·0.1 for 20 ≤ e < 50,
-lr·0.01 after. The BNNeck and classifier use lr, every other parameter 0.1·lr (the model's
-``param_groups`` says which is which).
+lr·0.01 after (DEEN: milestones 20 and 80, its method's defaults, over 151 epochs). The BNNeck
+and classifier use lr, every other parameter 0.1·lr (the model's ``param_groups`` says which
+is which).
 """
 
 from __future__ import annotations

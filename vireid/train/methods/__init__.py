@@ -1,8 +1,10 @@
 """Training methods, from a registry like the dataset readers and the loaders.
 
-A method owns what differs between recipes on the same two-stream network: the model's head
-(non-local blocks, pooling), the metric loss added to the identity cross-entropy, the views
-its training batches hold, and its defaults (the schedule length, flip averaging at test).
+A method owns what differs between recipes: the network (AGW's two-stream network with its
+head's options, or its own: ``build_model``), its losses (the identity cross-entropy plus a
+metric loss, or its own: ``losses``), the views its training batches hold, its defaults (the
+schedule length, other settings' values in ``settings``), and how it is tested (flip
+averaging and its rule, the feature rows scored, the row that selects ``best.pt``).
 A new method is one module here that calls ``register``. ``list_methods()`` names them;
 ``get_method(name)`` returns its ``MethodSpec``.
 """
@@ -10,13 +12,13 @@ A new method is one module here that calls ``register``. ``list_methods()`` name
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
-from vireid.choices import Method, Triplet, Views
+from vireid.choices import FlipRule, Method, Recipe, Triplet, Views
 from vireid.errors import VireidError
 
 MetricLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (pooled, labels) → loss
@@ -31,21 +33,42 @@ class MethodSpec:
     epochs: int  # default schedule length
     summary: str
     views: Views = Views.SINGLE  # what one sampled pair becomes in a training batch
-    flip: bool = False  # test features averaged with the mirrored image's, by default
+    flip: bool = False  # test features combined with the mirrored image's, by default
+    flip_rule: FlipRule = FlipRule.MEAN  # how (vireid.eval.features)
+    features: tuple[str, ...] = ("pool", "fc")  # the rows scored by default
+    select: str = "fc"  # the feature whose Rank-1 selects best.pt
+    branches: int = 1  # rows of pooled features and logits per input image
+    # other settings' defaults (flat names), filled where not given: for every recipe, and
+    # on top for one recipe (``TrainConfig.with_recipe``)
+    settings: Mapping[str, object] = field(default_factory=dict)
+    recipe_settings: Mapping[Recipe, Mapping[str, object]] = field(default_factory=dict)
+    swappable_metric: bool = True  # --triplet may replace ``metric_loss``
+    other_views: bool = True  # --views may give it other views
+    caveat: str = ""  # one warning line at the start of a run: what is not yet the authors'
 
-    def build_model(self, num_classes: int, arch, pretrained: str = "torchvision"):
+    def model_options(self, dataset: str | None) -> dict:
+        """Options of ``build_model`` that the training data decides (recorded in
+        checkpoints as ``model_options``); none for AGW's network."""
+        return {}
+
+    def build_model(self, num_classes: int, arch, pretrained: str = "torchvision", **options):
         from vireid.model import build_model
 
         return build_model(num_classes, arch=arch, non_local=self.non_local,
-                           pooling=self.pooling, pretrained=pretrained)
+                           pooling=self.pooling, pretrained=pretrained, **options)
 
-    def losses(self, pooled: torch.Tensor, logits: torch.Tensor,
-               labels: torch.Tensor) -> dict[str, torch.Tensor]:
+    def losses(self, pooled: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor, *,
+               num_pos: int | None = None) -> dict[str, torch.Tensor]:
         """Named loss tensors: ``total`` = identity + metric loss, each with weight 1 (no
-        label smoothing); cross-entropy in float32."""
+        label smoothing); cross-entropy in float32. ``num_pos`` (K) is for methods whose
+        losses read the batch's P×K blocks."""
         identity = F.cross_entropy(logits.float(), labels)
         metric = self.metric_loss(pooled, labels)
         return {"total": identity + metric, "id": identity, "triplet": metric}
+
+    def defaults(self, recipe: Recipe) -> dict:
+        """The settings this method gives a value under ``recipe`` (flat names)."""
+        return {**self.settings, **self.recipe_settings.get(Recipe(recipe), {})}
 
 
 _REGISTRY: dict[Method, MethodSpec] = {}
@@ -69,7 +92,11 @@ def get_method(name, triplet=None) -> MethodSpec:
     spec = _REGISTRY[method]
     if triplet is None:
         return spec
-    return dataclasses.replace(spec, metric_loss=metric_loss(Triplet.parse(triplet, "triplet")))
+    loss = metric_loss(Triplet.parse(triplet, "triplet"))
+    if loss is not spec.metric_loss and not spec.swappable_metric:
+        raise VireidError("triplet", f"{triplet}: {method}'s losses are its own (its metric "
+                          f"loss is {spec.metric_loss.__name__}); leave --triplet out")
+    return dataclasses.replace(spec, metric_loss=loss)
 
 
 def metric_loss(triplet: Triplet) -> MetricLoss:
@@ -79,4 +106,4 @@ def metric_loss(triplet: Triplet) -> MetricLoss:
             Triplet.ADP: losses.adp_triplet}[triplet]
 
 
-from vireid.train.methods import agw, base, caj  # noqa: E402,F401  (each module registers itself)
+from vireid.train.methods import agw, base, caj, deen  # noqa: E402,F401  (each registers itself)
