@@ -46,7 +46,7 @@ def straight(tiny_shards, tmp_path_factory):
 def run(name: str, *arguments) -> subprocess.CompletedProcess:
     environment = {**os.environ, "OMP_NUM_THREADS": "2", "COLUMNS": "100"}
     return subprocess.run([command(name), *map(str, arguments)], capture_output=True,
-                          text=True, timeout=300, env=environment)
+                          text=True, timeout=540, env=environment)
 
 
 def test_caj_is_registered_with_its_recipe():
@@ -135,7 +135,9 @@ def test_saved_features_remember_flip(tiny_shards, straight, tmp_path):
 @pytest.mark.dali
 @pytest.mark.slow
 def test_caj_through_the_installed_command_learns(tmp_path):
-    """Six epochs of 20 steps, resnet18 at 64×32: ~40 s on 2 free cores; Rank-1 ~55 %."""
+    """Six epochs of 20 steps, resnet18 at 64×32: ~40 s on 2 free cores with AVX-512, several
+    minutes on AVX2-only cores (float32: bf16 convolutions there take the slow generic kernel,
+    about twice as long); Rank-1 ~55 %."""
     raw, shards, out = tmp_path / "raw", tmp_path / "shards", tmp_path / "run"
     succeeded(run("vireid-shard", "fake", "sysu", raw, "--ids", 32, "--images-per-camera", 3,
                   "--seed", 1))
@@ -143,7 +145,7 @@ def test_caj_through_the_installed_command_learns(tmp_path):
     train = succeeded(run("vireid-train", "--method", "caj", "--shards", shards, "--out", out,
                           "--arch", "resnet18", "--pretrained", "none", "--epochs", 6,
                           "--batch-ids", 4, "--num-pos", 2, "--warmup-epochs", 2,
-                          "--milestones", 4, 6, "--eval-every", 6, "--amp", "bf16",
+                          "--milestones", 4, 6, "--eval-every", 6, "--amp", "off",
                           "--device", "cpu"))
     assert "(flip)" in train.stdout
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
