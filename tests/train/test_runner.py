@@ -141,8 +141,7 @@ def test_a_short_run_learns_far_above_chance(fake_tree, tmp_path):
     shards = tmp_path / "shards"
     build_shards(read_dataset("sysu", tree.root), shards, BuildOptions(**TINY))
     out = tmp_path / "run"
-    # float32: bf16 convolutions take PyTorch's slow generic kernel on AVX2-only CPUs
-    rows = run_training(config(shards, out, epochs=8, max_steps=None, amp="off",
+    rows = run_training(config(shards, out, epochs=8, max_steps=None, amp="bf16",
                                warmup_epochs=2, milestones=(6, 8), log_every=10)).evaluations
     mean = next(r for r in rows if r["trial"] == "mean" and r["feature"] == "fc")
     test_ids = len((tree.root / "exp/test_id.txt").read_text().split(","))
