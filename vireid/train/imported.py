@@ -53,10 +53,14 @@ def read_model_checkpoint(path) -> dict:
             "selected_on": ORIGINAL_SELECTION}
 
 
-def init_weights(model: torch.nn.Module, path) -> None:
+def init_weights(model: torch.nn.Module, path, method: str | None = None) -> None:
     """Load the weights of checkpoint ``path`` (either kind) into ``model`` to fine-tune;
-    a classifier of another class count is left freshly initialised, with one line."""
+    a classifier of another class count is left freshly initialised, with one line. With
+    ``method`` (the run's), a DEEN checkpoint into another method's network, or another
+    method's into DEEN's, is refused naming the method that fits."""
     state = read_model_checkpoint(path)
+    if method is not None:
+        check_network(path, str(state["method"]), method)
     weights = dict(state["model"])
     own = model.state_dict()
     classifier = next(key for key in CLASSIFIERS if key in own)
@@ -73,3 +77,11 @@ def init_weights(model: torch.nn.Module, path) -> None:
     if missing or unexpected:
         kind, key = ("missing", missing[0]) if missing else ("unexpected", unexpected[0])
         raise VireidError(path, f"weights do not fit this model ({kind} {key})")
+
+
+def check_network(path, saved: str, method: str) -> None:
+    """DEEN's network and AGW's (agw, caj; base without non-local blocks) share no layout:
+    say which ``--method`` the checkpoint's weights fit instead of listing missing keys."""
+    if (saved == "deen") != (method == "deen"):
+        raise VireidError(path, f"holds a {saved} network, which --method {method} cannot "
+                          f"start from: use --method {saved}")

@@ -174,7 +174,7 @@ def _build(config: TrainConfig, loader, device: torch.device, amp_dtype, env: Di
                                pretrained="none" if run.resume else config.model.pretrained,
                                **method.model_options(dataset))
     if config.model.init and not run.resume:
-        init_weights(model, config.model.init)
+        init_weights(model, config.model.init, str(config.model.method))
     model = model.to(device)
     if run.channels_last:
         model = model.to(memory_format=torch.channels_last)
