@@ -120,10 +120,10 @@ def build_plan(bench: Path, budget: float = BUDGET, work: Path = WORK) -> list[S
         _bench("end to end, device cache + ResNet-50 (host wait per step)", 25 * s,
                "train_step", [*model, "--no-model-only", "--e2e-loaders", "device-cache"],
                bench),
-        _tests("decoder placements, CAJ training", 25 * s,
+        _tests("decoder placements, CAJ training", 20 * s,
                ["tests/train/test_gpu_decoder.py", gpu_train, "-k",
                 "each_decoder or caj"], extra=True),
-        _bench("decoder options sweep", 20 * s, "decoder",
+        _bench("decoder options sweep", 10 * s, "decoder",
                [*data, "--steps", "10", "--warmup", "2", "--repeats", "1"], bench, extra=True),
         _bench("train step, torch.compile fp16 channels-last", 10 * s, "train_step",
                [*model[:4], *model[6:], "--repeats", "2", "--no-end-to-end", "--compile",
@@ -131,6 +131,11 @@ def build_plan(bench: Path, budget: float = BUDGET, work: Path = WORK) -> list[S
                 "amp fp16, channels-last on, compile"], bench, extra=True, needs="compiler"),
         _tests("compiled training (fp16, bf16)", 10 * s, [gpu_train, "-k", "compiled"],
                extra=True, needs="compiler"),
+        _bench("train step, DEEN beside AGW at 384x144 (bf16 channels-last, SYSU hours)",
+               15 * s, "train_step", ["--arch", "resnet50", "--height", "384", "--steps", "5",
+                                      "--repeats", "1", "--work", str(work / "bench"),
+                                      "--no-end-to-end", "--methods", "agw", "deen", "--rows",
+                                      "amp bf16, channels-last on"], bench, extra=True),
     ]
 
 
