@@ -104,9 +104,6 @@ def train(
         return
     with user_errors():
         config = build_config(ctx, config_file)
-        caveat = get_method(config.model.method).caveat
-        if caveat and os.environ.get("RANK", "0") == "0":  # one line, not one per process
-            stderr.print(f"warning: {caveat}", markup=False, highlight=False, soft_wrap=True)
         if trial == "all":
             train_all(config)
             return

@@ -53,6 +53,7 @@ import importlib
 from dataclasses import dataclass
 
 from vireid.choices import LoaderKind
+from vireid.loader.augment import Augmentation
 from vireid.loader.settings import EVAL_BATCH_SIZE, Backend, Sampling
 
 
@@ -89,11 +90,12 @@ def _load(target: str):
 
 def make_train_loader(kind, shards, sampling: Sampling | None = None,
                       backend: Backend | None = None, *, augment: bool = True, rank: int = 0,
-                      world_size: int = 1):
+                      world_size: int = 1, augmentation: Augmentation | None = None):
     """A training loader of ``kind`` over ``shards`` (a folder or an open ``ShardBytes``),
-    on the route ``backend`` and the shards' encoding give it (the table above)."""
+    on the route ``backend`` and the shards' encoding give it (the table above), with the
+    method's ``augmentation`` on the shards' dataset (None: AGW's)."""
     return _load(_entry(kind).train)(shards, sampling, backend, augment=augment, rank=rank,
-                                     world_size=world_size)
+                                     world_size=world_size, augmentation=augmentation)
 
 
 def make_eval_loader(kind, shards, samples, *, batch_size: int = EVAL_BATCH_SIZE,

@@ -1,10 +1,19 @@
 """Training augmentation (docs/recipe.md, Augmentation) as explicit per-image parameters.
 
 Every loader (DALI, the decoded cache and the PyTorch reference) applies the SAME parameters,
-drawn here from the step's own generator: zero-pad 10 px → crop H×W at (top, left) of the
-padded image → optional horizontal flip → normalise → optional erase box set to ``fill`` →
-optional channel mixing → float16. Drawing them in one place keeps the loaders comparable
-pixel for pixel and makes a resumed run identical.
+drawn here from the step's own generator: zero-pad 10 px → optional gray (uint8) → crop H×W
+at (top, left) of the padded image → optional horizontal flip → normalise → optional erase box
+set to ``fill`` → optional channel mixing → float16. Drawing them in one place keeps the
+loaders comparable pixel for pixel and makes a resumed run identical.
+
+What differs between methods beyond the views is one ``Augmentation`` per method and dataset
+(``MethodSpec.augmentation``): DEEN's random gray, erase area and fill.
+
+Gray (DEEN's RandomGrayscale on the PIL image) is PIL's ``convert('L')``, integer luma
+``(19595·R + 38470·G + 7471·B + 32768) >> 16``, copied into all three channels of the uint8
+pixels, before normalisation (``gray=None``: no image, and no work). The authors apply it after
+Pad(10) and before the crop; the padding is zeros and luma(0, 0, 0) = 0, and the luma is per
+pixel, so graying anywhere between decoding and normalisation gives the same pixels.
 
 Channel mixing (CAJ's channel exchange and adaptive gray, docs/methods.md) is one 3×3 matrix
 per image acting on the float32 normalised (and erased) channels: output channel c is
@@ -30,13 +39,38 @@ ERASE_FILL = (0.0, 0.0, 0.0)  # AGW: the erased box is 0 after normalisation
 CAJ_ERASE_FILL = (0.4914, 0.4822, 0.4465)  # CAJ's ChannelRandomErasing, normalised space
 GRAY_WEIGHTS = (0.2989, 0.5870, 0.1140)  # CAJ's adaptive gray, on the normalised channels
 ADAPTIVE_GRAY_P = 0.5  # CAJ: the gray branch (1 in 4) turns gray with this probability
+PIL_LUMA = (19595, 38470, 7471)  # PIL's convert('L'): (Σ w·c + PIL_ROUND) >> PIL_SHIFT
+PIL_ROUND = 1 << 15
+PIL_SHIFT = 16
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """A method's training augmentation on one dataset, beyond what every method draws (pad,
+    crop, flip, erasing with the ``erase_prob`` setting): the probability of a gray image (PIL
+    luma, per image, both modalities), the erased area's fraction bounds and the erase fill
+    in normalised space (None: the views' own: 0, or CAJ's with its channel views). The
+    default is AGW's."""
+
+    gray: float = 0.0
+    erase_area: tuple[float, float] = ERASE_AREA
+    fill: tuple[float, float, float] | None = None
+
+    def __post_init__(self):
+        low, high = self.erase_area
+        if not 0.0 <= self.gray <= 1.0 or not 0.0 < low <= high <= 1.0:
+            raise ValueError(f"gray {self.gray} must be in [0, 1] and the erase area "
+                             f"{self.erase_area} in (0, 1], low ≤ high")
+        if self.fill is not None and len(self.fill) != 3:
+            raise ValueError(f"the erase fill {self.fill} needs one value per channel")
 
 
 @dataclass(frozen=True)
 class AugmentParams:
     """Per image: crop corner in the padded image, flip flag, erase box (top, left, h, w),
-    and the channel-mixing matrix (N×3×3 float32, or None: identity). ``fill``: the erased
-    box's normalised value per channel, the same for every image."""
+    the channel-mixing matrix (N×3×3 float32, or None: identity) and the gray flag (N bool,
+    or None: no image gray). ``fill``: the erased box's normalised value per channel, the
+    same for every image."""
 
     top: np.ndarray
     left: np.ndarray
@@ -44,6 +78,7 @@ class AugmentParams:
     erase: np.ndarray
     mix: np.ndarray | None = None
     fill: tuple[float, float, float] = ERASE_FILL
+    gray: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.top)
@@ -52,16 +87,20 @@ class AugmentParams:
         """The parameters of images ``picked`` (an index array), in that order."""
         return AugmentParams(self.top[picked], self.left[picked], self.flip[picked],
                              self.erase[picked],
-                             None if self.mix is None else self.mix[picked], self.fill)
+                             None if self.mix is None else self.mix[picked], self.fill,
+                             None if self.gray is None else self.gray[picked])
 
     @staticmethod
     def concatenate(parts: list[AugmentParams]) -> AugmentParams:
         """One set of parameters for the images of ``parts`` (same fill), in order."""
         mixes = [p.mix if p.mix is not None else identity_mix(len(p)) for p in parts]
         mixed = any(p.mix is not None for p in parts)
+        grays = [p.gray if p.gray is not None else np.zeros(len(p), bool) for p in parts]
+        grayed = any(p.gray is not None for p in parts)
         return AugmentParams(*(np.concatenate([getattr(p, name) for p in parts])
                                for name in ("top", "left", "flip", "erase")),
-                             np.concatenate(mixes) if mixed else None, parts[0].fill)
+                             np.concatenate(mixes) if mixed else None, parts[0].fill,
+                             np.concatenate(grays) if grayed else None)
 
 
 def identity_mix(count: int) -> np.ndarray:
@@ -102,24 +141,32 @@ def identity_params(count: int) -> AugmentParams:
 
 
 def draw_params(rng: np.random.Generator, count: int, height: int, width: int,
-                erase_prob: float = ERASE_P) -> AugmentParams:
+                erase_prob: float = ERASE_P,
+                erase_area: tuple[float, float] = ERASE_AREA) -> AugmentParams:
     """Crop corners, flips and erase boxes of ``count`` images. The same random numbers are
-    drawn whatever ``erase_prob`` is, so other parameters do not change with it."""
+    drawn whatever ``erase_prob`` is, so other parameters do not change with it; the erase
+    boxes' area is a fraction in ``erase_area`` of the image."""
     top = rng.integers(0, 2 * PAD + 1, count).astype(np.int32)
     left = rng.integers(0, 2 * PAD + 1, count).astype(np.int32)
     flip = rng.random(count) < FLIP_P
-    erase = np.array([_erase_box(rng, height, width, erase_prob) for _ in range(count)],
-                     dtype=np.int32)
+    erase = np.array([_erase_box(rng, height, width, erase_prob, erase_area)
+                      for _ in range(count)], dtype=np.int32)
     return AugmentParams(top, left, flip, erase.reshape(count, 4))
 
 
+def draw_gray(rng: np.random.Generator, count: int, probability: float) -> np.ndarray | None:
+    """DEEN's RandomGrayscale: each image gray with ``probability`` (None when 0: no draw)."""
+    return rng.random(count) < probability if probability > 0 else None
+
+
 def _erase_box(rng: np.random.Generator, height: int, width: int,
-               probability: float = ERASE_P) -> tuple[int, int, int, int]:
-    """The original's RandomErasing box (mean 0), or an empty box when it does not fire."""
+               probability: float = ERASE_P,
+               area_bounds: tuple[float, float] = ERASE_AREA) -> tuple[int, int, int, int]:
+    """The original's RandomErasing box, or an empty box when it does not fire."""
     if rng.random() >= probability:
         return (0, 0, 0, 0)
     for _ in range(ERASE_ATTEMPTS):
-        area = rng.uniform(*ERASE_AREA) * height * width
+        area = rng.uniform(*area_bounds) * height * width
         aspect = rng.uniform(ERASE_MIN_ASPECT, 1 / ERASE_MIN_ASPECT)
         h = int(round(math.sqrt(area * aspect)))
         w = int(round(math.sqrt(area / aspect)))

@@ -12,16 +12,24 @@ Every route of a training batch (``vireid.loader.route``) ends in one member:
 - ``reference``: PIL + torchvision (``reference.py``), CPU. The reference loader, and the
   oracle of the others.
 
-``tests/loader/test_augmenters.py`` runs every member on the same images and parameters and
-compares each with the reference, bit for bit (a gray channel mix of normalised values may
-round one float16 step apart: each member normalises in its own float32 arithmetic).
+Every member applies the same ``AugmentParams``: crop, flip, erase box and fill, CAJ's
+channel mixing and DEEN's gray. DEEN's gray is PIL's ``convert('L')`` (the authors'
+RandomGrayscale on a PIL image) computed in integers on the uint8 pixels before
+normalisation, ``(19595·R + 38470·G + 7471·B + 32768) >> 16``, so every member gives PIL's
+value exactly: the fused kernel and the tensor ops in integer arithmetic, the DALI graph
+with exact float32 integer sums (``dali_augment``), the reference with PIL itself.
 
-A new view kind (new per-image parameters, e.g. DEEN's gray before normalisation or an
-erase area and fill per dataset) touches: ``augment.py`` (an ``AugmentParams`` field and its
-draw), ``plan.py`` (which views draw it), the four members (``fused.py``,
-``tensor_augment.py``, ``dali_augment.py``, ``reference.py``) and a case in
-``tests/loader/test_augmenters.py``. The routes, the loaders, the decoded cache and the
-pipelines pass ``AugmentParams`` through untouched.
+``tests/loader/test_augmenters.py`` runs every member on the same images and parameters and
+compares each with the reference, bit for bit (CAJ's gray channel mix of normalised values
+may round one float16 step apart: each member normalises in its own float32 arithmetic);
+``tests/loader/test_deen_augment.py`` checks the gray against PIL on every colour.
+
+A new view kind (new per-image parameters, as DEEN's gray flag was) touches: ``augment.py``
+(an ``AugmentParams`` field and its draw), ``plan.py`` (which views or which method's
+``Augmentation`` draw it), the four members (``fused.py``, ``tensor_augment.py``,
+``dali_augment.py``, ``reference.py``) and a case in ``tests/loader/test_augmenters.py``. The
+routes, the loaders, the decoded cache and the pipelines pass ``AugmentParams`` through
+untouched.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ import numpy as np
 from vireid.choices import LoaderKind
 from vireid.errors import VireidError
 from vireid.files import available_cores
+from vireid.loader.augment import Augmentation
 from vireid.loader.augmenters import make_augmenter
 from vireid.loader.cache import DecodedCache, FirstPass, decode_cache, training_samples
 from vireid.loader.dali_augment import graph_inputs
@@ -107,10 +108,10 @@ class TrainLoader(TrainLoaderBase):
 
     def __init__(self, shards: ShardBytes | Path | str, sampling: Sampling | None = None,
                  backend: Backend | None = None, *, augment: bool = True, rank: int = 0,
-                 world_size: int = 1):
+                 world_size: int = 1, augmentation: Augmentation | None = None):
         import_dali()
         super().__init__(shards, sampling, backend, augment=augment, rank=rank,
-                         world_size=world_size)
+                         world_size=world_size, augmentation=augmentation)
         # one more thread than cores: measured ~10% faster on 2 cores (the executor and the
         # Python side otherwise leave a core idle part of the time)
         self.num_threads = self.backend.num_threads or available_cores() + 1

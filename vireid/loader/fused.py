@@ -6,9 +6,9 @@ DALI's CPU operators are built for correctness, not speed: on 2 cores its
 ``crop_mirror_normalize`` writing float16 handles ~5,500 images/s on its own (uint8 ~20,000),
 well under the ~9,500 images/s of the JPEG decoder it follows. This kernel reads each uint8
 pixel once and writes its float16 value once: zero-pad 10 → crop at (top, left) → flip →
-normalise → float16 → erase, for a whole batch, without the GIL, at about the speed of
-copying the batch (``benchmarks``). The ``fused`` member of the augmenter family
-(``augmenters.py``); ``fused_augment.py`` splits a batch over threads.
+(DEEN's gray, on the uint8 values) → normalise → float16 → erase, for a whole batch, without
+the GIL, at about the speed of copying the batch (``benchmarks``). The ``fused`` member of
+the augmenter family (``augmenters.py``); ``fused_augment.py`` splits a batch over threads.
 
 Float16 values come from LLVM's ``fptrunc`` (vectorised to the CPU's conversion instruction,
 e.g. F16C's ``vcvtps2ph``): round to nearest even, the same bits as torch's ``.half()``.
@@ -24,7 +24,9 @@ from numba import njit, types
 from numba.extending import intrinsic
 
 from vireid.constants import IMAGENET_MEAN, IMAGENET_STD
-from vireid.loader.augment import ERASE_FILL, PAD, AugmentParams
+from vireid.loader.augment import ERASE_FILL, PAD, PIL_LUMA, PIL_ROUND, PIL_SHIFT, AugmentParams
+
+LUMA_R, LUMA_G, LUMA_B = PIL_LUMA
 
 
 def packed(params: AugmentParams) -> np.ndarray:
@@ -64,11 +66,14 @@ class NormaliseTables:
 
 
 def augment_batch(images: np.ndarray, params: np.ndarray, tables: NormaliseTables, out,
-                  mix: np.ndarray | None = None, fill=ERASE_FILL):
+                  mix: np.ndarray | None = None, fill=ERASE_FILL,
+                  gray: np.ndarray | None = None):
     """uint8 N×H×W×3 ``images`` + ``packed`` params → ``out`` (a C-contiguous float16
-    N×H×W×3 torch tensor or numpy array, written in place). ``mix`` (N×3×3 float32) and
-    ``fill``: the channel mixing and erase fill of ``AugmentParams``."""
-    _run(images, params, tables, _check(images, params, tables, out, mix), mix, fill)
+    N×H×W×3 torch tensor or numpy array, written in place). ``mix`` (N×3×3 float32),
+    ``fill`` and ``gray`` (N flags): the channel mixing, erase fill and gray of
+    ``AugmentParams``."""
+    _run(images, params, tables, _check(images, params, tables, out, mix, gray), mix, fill,
+         gray)
     return out
 
 
@@ -76,36 +81,39 @@ def check_params(images: np.ndarray, params: AugmentParams, tables: NormaliseTab
                  out) -> np.ndarray:
     """``augment_batch``'s checks for ``AugmentParams``; → ``out`` as numpy (the target of
     ``run_params``, which does not check)."""
-    return _check(images, packed(params), tables, out, params.mix)
+    return _check(images, packed(params), tables, out, params.mix, params.gray)
 
 
 def run_params(images: np.ndarray, params: AugmentParams, tables: NormaliseTables,
                target: np.ndarray) -> None:
     """The kernel with ``AugmentParams`` on arguments ``check_params`` passed: a part of a
     checked batch may run on its own thread (``fused_augment.FusedAugment``)."""
-    _run(images, packed(params), tables, target, params.mix, params.fill)
+    _run(images, packed(params), tables, target, params.mix, params.fill, params.gray)
 
 
 def _run(images: np.ndarray, params: np.ndarray, tables: NormaliseTables, target,
-         mix: np.ndarray | None = None, fill=ERASE_FILL) -> None:
+         mix: np.ndarray | None = None, fill=ERASE_FILL, gray: np.ndarray | None = None) -> None:
     """The kernel on already checked arguments (``target``: the float16 numpy output).
     Without mixing and with a zero fill: the one-pass float16 kernel; otherwise the float32
-    row kernel (erase with ``fill`` and mix before the single rounding to float16)."""
+    row kernel (erase with ``fill`` and mix before the single rounding to float16). Both
+    gray the uint8 values of the images flagged in ``gray`` first."""
     images = np.ascontiguousarray(images)
     params = np.ascontiguousarray(params, dtype=np.int64)
+    gray = np.zeros(len(images), np.uint8) if gray is None else \
+        np.ascontiguousarray(gray, dtype=np.uint8)
     if mix is None and not any(fill):
-        _augment(images, params, tables.scale, tables.bias, tables.pad_bits,
+        _augment(images, params, gray, tables.scale, tables.bias, tables.pad_bits,
                  target.view(np.uint16))
         return
     if mix is None:
         mix = np.repeat(np.eye(3, dtype=np.float32)[None], len(images), axis=0)
-    _augment_mixed(images, params, np.ascontiguousarray(mix, dtype=np.float32),
+    _augment_mixed(images, params, gray, np.ascontiguousarray(mix, dtype=np.float32),
                    np.asarray(fill, dtype=np.float32), tables.scale, tables.bias,
                    target.view(np.uint16))
 
 
 def _check(images: np.ndarray, params: np.ndarray, tables: NormaliseTables, out,
-           mix: np.ndarray | None = None) -> np.ndarray:
+           mix: np.ndarray | None = None, gray: np.ndarray | None = None) -> np.ndarray:
     """Everything the kernel (which does not check bounds) relies on; → ``out`` as numpy."""
     target = out.numpy() if hasattr(out, "numpy") else out
     count, height, width = images.shape[:3] if images.ndim == 4 else (0, 0, 0)
@@ -118,6 +126,7 @@ def _check(images: np.ndarray, params: np.ndarray, tables: NormaliseTables, out,
         (params.shape != (count, 7), "params must be one packed row of 7 per image"),
         (tables.width != width, f"tables are for width {tables.width}"),
         (mix is not None and np.shape(mix) != (count, 3, 3), "mix must be one 3×3 per image"),
+        (gray is not None and np.shape(gray) != (count,), "gray must be one flag per image"),
     ]
     for failed, message in problems:
         if failed:
@@ -178,11 +187,25 @@ def _source_row(image_row, flip, first, stop, staged):
     return image_row[first:stop].reshape(staged.size)
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _gray_pixels(pixels, grayed):
+    """PIL's convert('L') of every pixel of a flat uint8 row (integer luma, exact), copied
+    into its three channels of ``grayed`` (a buffer of the row's length)."""
+    for j in range(pixels.size // 3):
+        luma = (LUMA_R * np.int32(pixels[3 * j]) + LUMA_G * np.int32(pixels[3 * j + 1])
+                + LUMA_B * np.int32(pixels[3 * j + 2]) + PIL_ROUND) >> PIL_SHIFT
+        grayed[3 * j] = luma
+        grayed[3 * j + 1] = luma
+        grayed[3 * j + 2] = luma
+    return grayed
+
+
 @njit(nogil=True, cache=True)
-def _augment(images, params, scale, bias, pad_bits, out):
+def _augment(images, params, gray, scale, bias, pad_bits, out):
     count, height, width, _ = images.shape
     row = 3 * width
     staged = np.empty(row, np.uint8)
+    grayed = np.empty(row, np.uint8)
     for n in range(count):
         dy, flip, first, stop, left, right = _crop_window(params[n], width)
         a, b = 3 * left, 3 * right
@@ -193,6 +216,8 @@ def _augment(images, params, scale, bias, pad_bits, out):
                 target[:] = pad_bits
                 continue
             pixels = _source_row(images[n, y], flip, first, stop, staged[a:b])
+            if gray[n]:  # padding is black, which the gray leaves black
+                pixels = _gray_pixels(pixels, grayed[a:b])
             target[:a] = pad_bits[:a]
             target[b:] = pad_bits[b:]
             window, window_scale, window_bias = target[a:b], scale[a:b], bias[a:b]
@@ -218,9 +243,9 @@ def _mix_kind(m):
 
 
 @njit(nogil=True, cache=True)
-def _augment_mixed(images, params, mix, fill, scale, bias, out):
+def _augment_mixed(images, params, gray, mix, fill, scale, bias, out):
     """``_augment`` with an erase fill and a 3×3 channel mix per image: each output row is
-    built in float32 (pad/crop/flip, normalise, fill the erased columns), mixed as
+    built in float32 (pad/crop/flip, gray, normalise, fill the erased columns), mixed as
     (m0·x0 + m1·x1) + m2·x2 per output channel, then rounded once to float16.
 
     An identity or a copy of channel k is that formula's exact result (normalised values are
@@ -230,6 +255,7 @@ def _augment_mixed(images, params, mix, fill, scale, bias, out):
     row = 3 * width
     values = np.empty(row, np.float32)
     staged = np.empty(row, np.uint8)
+    grayed = np.empty(row, np.uint8)
     for n in range(count):
         dy, flip, first, stop, left, right = _crop_window(params[n], width)
         a, b = 3 * left, 3 * right
@@ -242,6 +268,8 @@ def _augment_mixed(images, params, mix, fill, scale, bias, out):
                 values[:] = bias
             else:
                 pixels = _source_row(images[n, y], flip, first, stop, staged[a:b])
+                if gray[n]:
+                    pixels = _gray_pixels(pixels, grayed[a:b])
                 values[:a] = bias[:a]
                 values[b:] = bias[b:]
                 window, window_scale, window_bias = values[a:b], scale[a:b], bias[a:b]

@@ -4,6 +4,10 @@ A step's global batch is P·K visible then P·K infrared images (CAJ's channel v
 visible, the same P·K visible again as a second view, then P·K infrared); its augmentation
 parameters are drawn for the whole global batch and each rank takes its share of every group,
 so a run's pixels do not depend on the number of processes.
+
+The method's ``Augmentation`` (its dataset's erase area and fill, DEEN's random gray) shapes
+the draws: the gray flags come from their own generator, so the crop, flip and erase draws,
+and CAJ's channel draws, are the same with or without them.
 """
 
 from __future__ import annotations
@@ -16,14 +20,22 @@ from vireid.choices import Views
 from vireid.loader.augment import (
     CAJ_ERASE_FILL,
     ERASE_P,
+    Augmentation,
     AugmentParams,
     draw_adaptive_gray,
     draw_channel_exchange,
+    draw_gray,
     draw_params,
     identity_mix,
     identity_params,
 )
-from vireid.loader.sampler import AUGMENT_STREAM, CHANNEL_STREAM, IdentitySampler, step_rng
+from vireid.loader.sampler import (
+    AUGMENT_STREAM,
+    CHANNEL_STREAM,
+    GRAY_STREAM,
+    IdentitySampler,
+    step_rng,
+)
 
 
 @dataclass(frozen=True)
@@ -42,17 +54,23 @@ def visible_views(views: Views | None) -> int:
 
 def plan_step(sampler: IdentitySampler, epoch: int, step: int, *, augment: bool, height: int,
               width: int, rank: int = 0, world_size: int = 1,
-              erase_prob: float = ERASE_P, views: Views | None = None) -> StepPlan:
+              erase_prob: float = ERASE_P, views: Views | None = None,
+              augmentation: Augmentation | None = None) -> StepPlan:
+    """This rank's share of step ``step`` of ``epoch``: samples, labels and augmentation
+    parameters (``augmentation``: the method's on this dataset; None: AGW's)."""
     drawn = sampler.step(epoch, step, rank, world_size)
     per_group = sampler.batch_ids * sampler.num_pos
     groups = visible_views(views) + 1
+    augmentation = augmentation or Augmentation()
     if augment:
         rng = step_rng(sampler.seed, epoch, step, AUGMENT_STREAM)
-        params = draw_params(rng, groups * per_group, height, width, erase_prob)
+        params = draw_params(rng, groups * per_group, height, width, erase_prob,
+                             augmentation.erase_area)
     else:
         params = identity_params(groups * per_group)
     if views == Views.CHANNEL:
         params = _channel_views(params, sampler, epoch, step, per_group, augment)
+    params = _method_augmentation(params, augmentation, sampler, epoch, step, augment)
     share = len(drawn.labels)
     picked = np.concatenate([g * per_group + np.arange(rank * share, (rank + 1) * share)
                              for g in range(groups)])
@@ -74,6 +92,20 @@ def _channel_views(params: AugmentParams, sampler: IdentitySampler, epoch: int, 
         mix = None
     return AugmentParams(params.top, params.left, params.flip, params.erase, mix,
                          CAJ_ERASE_FILL)
+
+
+def _method_augmentation(params: AugmentParams, augmentation: Augmentation,
+                         sampler: IdentitySampler, epoch: int, step: int,
+                         augment: bool) -> AugmentParams:
+    """The method's erase fill (where it has one) and gray flags on every image of both
+    modalities (DEEN), drawn from their own generator."""
+    gray = None
+    if augment and augmentation.gray > 0:
+        rng = step_rng(sampler.seed, epoch, step, GRAY_STREAM)
+        gray = draw_gray(rng, len(params), augmentation.gray)
+    fill = params.fill if augmentation.fill is None else tuple(augmentation.fill)
+    return AugmentParams(params.top, params.left, params.flip, params.erase, params.mix,
+                         fill, gray)
 
 
 def eval_share(samples, shard_id: int = 0, num_shards: int = 1) -> np.ndarray:

@@ -48,10 +48,14 @@ def to_normalised(image: Image.Image) -> torch.Tensor:
 
 
 def augment_one(image: Image.Image, params: AugmentParams, i: int) -> torch.Tensor:
-    """Pad 10 → crop → flip → to [0,1] → normalise → erase (→ CAJ's channel operation), as
-    the original's transforms."""
+    """Pad 10 (→ DEEN's gray) → crop → flip → to [0,1] → normalise → erase (→ CAJ's channel
+    operation), as the original's transforms."""
     width, height = image.size
-    image = TF.crop(TF.pad(image, PAD), int(params.top[i]), int(params.left[i]), height, width)
+    padded = TF.pad(image, PAD)
+    if params.gray is not None and params.gray[i]:
+        # torchvision's RandomGrayscale on a PIL image: convert('L') copied to 3 channels
+        padded = TF.rgb_to_grayscale(padded, num_output_channels=3)
+    image = TF.crop(padded, int(params.top[i]), int(params.left[i]), height, width)
     if params.flip[i]:
         image = TF.hflip(image)
     tensor = to_normalised(image)

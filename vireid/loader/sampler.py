@@ -32,6 +32,7 @@ SAMPLER_STREAM = 0  # SeedSequence keys: sampler, augmentation and identity orde
 AUGMENT_STREAM = 1
 ORDER_STREAM = 2
 CHANNEL_STREAM = 3  # CAJ's channel operations
+GRAY_STREAM = 4  # DEEN's random gray
 ORDERS = SamplerOrder.values()
 
 

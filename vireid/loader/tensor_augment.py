@@ -3,7 +3,8 @@ the ``tensor`` member of the augmenter family (``augmenters.py``).
 
 The decoded cache (``cache.py``) gathers a step's uint8 images where they live (the GPU's
 memory on CUDA) and augments them here: pad 10 → crop → flip as one gather with per-image row
-and column maps → normalise → erase box set to ``fill`` → channel mixing → float16, with the
+and column maps → DEEN's gray (PIL's integer luma on the uint8 values, int32 arithmetic) →
+normalise → erase box set to ``fill`` → channel mixing → float16, with the
 arithmetic of ``vireid.loader.fused`` (docs/recipe.md, Augmentation; ``AugmentParams``):
 ``x·scale + bias`` as two float32 operations (no fused multiply-add), padding pixels equal to
 ``bias``, output channel c = ``(M[c,0]·x0 + M[c,1]·x1) + M[c,2]·x2``, one rounding to float16.
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vireid.loader.augment import PAD, AugmentParams
+from vireid.loader.augment import PAD, PIL_LUMA, PIL_ROUND, PIL_SHIFT, AugmentParams
 from vireid.loader.fused import NormaliseTables
 from vireid.loader.transfer import to_device
 
@@ -33,7 +34,8 @@ from vireid.loader.transfer import to_device
 class StepTensors:
     """A step's ``AugmentParams`` as tensors on the device (views of one copied buffer):
     int32 ``top``/``left``/``flip`` (N) and ``erase`` (N×4), float32 ``fill`` (3) and ``mix``
-    (N×3×3, or None), and the int32 cache ``rows`` to gather when given to ``upload``."""
+    (N×3×3, or None), the int32 cache ``rows`` to gather when given to ``upload``, and the
+    bool ``gray`` flags (N, or None)."""
 
     top: torch.Tensor
     left: torch.Tensor
@@ -42,6 +44,7 @@ class StepTensors:
     fill: torch.Tensor
     mix: torch.Tensor | None = None
     rows: torch.Tensor | None = None
+    gray: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.top)
@@ -57,7 +60,8 @@ def _packed(params: AugmentParams, rows: np.ndarray | None) -> list[np.ndarray]:
     ``StepTensors``' fields."""
     pieces = [params.top, params.left, np.asarray(params.flip, np.int32), params.erase,
               _bits(params.fill), _bits(params.mix if params.mix is not None else []),
-              rows if rows is not None else []]
+              rows if rows is not None else [],
+              np.asarray(params.gray if params.gray is not None else [], np.int32)]
     return [np.asarray(piece).astype(np.int32, copy=False).reshape(-1) for piece in pieces]
 
 
@@ -67,11 +71,12 @@ def upload(params: AugmentParams, device: torch.device | str,
     buffer, ONE ``to_device`` copy, then views."""
     pieces = _packed(params, rows)
     on = to_device(np.concatenate(pieces), device)
-    top, left, flip, erase, fill, mix, picked = on.split([len(p) for p in pieces])
+    top, left, flip, erase, fill, mix, picked, gray = on.split([len(p) for p in pieces])
     count = len(params)
     return StepTensors(top, left, flip.bool(), erase.view(count, 4), fill.view(torch.float32),
                        mix.view(torch.float32).view(count, 3, 3) if params.mix is not None
-                       else None, picked if rows is not None else None)
+                       else None, picked if rows is not None else None,
+                       gray.bool() if params.gray is not None else None)
 
 
 def normalisation(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -102,6 +107,16 @@ def _box_mask(box: torch.Tensor, height: int, width: int):
     return (in_rows[:, :, None] & in_columns[:, None, :])[..., None]
 
 
+def _grayed(pixels: torch.Tensor, gray: torch.Tensor) -> torch.Tensor:
+    """uint8 N×H×W×3 with the images flagged in ``gray`` replaced by PIL's convert('L')
+    (integer luma, exact in int32) in all three channels; padding stays black."""
+    wide = pixels.to(torch.int32)
+    r, g, b = PIL_LUMA
+    luma = (r * wide[..., 0:1] + g * wide[..., 1:2] + b * wide[..., 2:3] + PIL_ROUND) \
+        >> PIL_SHIFT
+    return torch.where(gray[:, None, None, None], luma.to(torch.uint8), pixels)
+
+
 def _mixed(values: torch.Tensor, mix: torch.Tensor) -> torch.Tensor:
     """Per image, output channel c = (M[c,0]·x0 + M[c,1]·x1) + M[c,2]·x2 in float32."""
     m = mix[:, None, None]
@@ -127,6 +142,8 @@ def augment_tensor(images: torch.Tensor, params: AugmentParams | StepTensors,
     rows, columns, inside_rows, inside_columns = _source_maps(step, height, width, device)
     index = torch.arange(count, device=device)[:, None, None]
     pixels = images[index, rows[:, :, None], columns[:, None, :]]  # N×H×W×3 crop + flip
+    if step.gray is not None:
+        pixels = _grayed(pixels, step.gray)
     scale, bias = normalise or normalisation(device)
     values = pixels.float() * scale  # two roundings, as the kernel: never a fused multiply-add
     values = values + bias

@@ -6,6 +6,10 @@ channels-last memory, ``labels_visible`` and ``labels_infrared`` (int64), ``epoc
 the first view of every sampled image, then the second — and ``labels_visible`` the labels
 twice. Iterating a loader runs ONE epoch from its current position; ``state_dict()`` after
 any batch resumes exactly at the next one.
+
+``augmentation`` is the method's on the shards' dataset (``augment.Augmentation``, made by
+``MethodSpec.augmentation(manifest.dataset)``; None: AGW's): it reaches every step's plan.
+A resumed run gets it again from its method and data, which a resume cannot change.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import numpy as np
 
 from vireid.choices import LoaderKind
 from vireid.errors import VireidError
+from vireid.loader.augment import Augmentation
 from vireid.loader.plan import StepPlan, plan_step, visible_views
 from vireid.loader.route import Route, training_route
 from vireid.loader.sampler import IdentitySampler, short_identity
@@ -55,15 +60,17 @@ def split_batch(images, visible: int):
 class TrainLoaderBase(UsesShards):
     """``shards``: a shard folder, or a ``ShardBytes`` already open (not closed here).
     ``backend``: where and how batches are made, from which the loader computes its one
-    ``route`` (``route.py``) as soon as the shards' encoding is known."""
+    ``route`` (``route.py``) as soon as the shards' encoding is known. ``augmentation``:
+    the method's on this dataset (None: AGW's)."""
 
     kind: LoaderKind  # the registry's name of the loader (``vireid.loader.LOADERS``)
     augmenter = None  # the route's augmenter, where the loader runs one itself
 
     def __init__(self, shards: ShardBytes | Path | str, sampling: Sampling | None = None,
                  backend: Backend | None = None, *, augment: bool = True, rank: int = 0,
-                 world_size: int = 1):
+                 world_size: int = 1, augmentation: Augmentation | None = None):
         self.source, self._owns_source = open_source(shards)
+        self.augmentation = augmentation or Augmentation()
         try:
             self._setup(sampling or Sampling(), backend or Backend(), augment, rank,
                         world_size)
@@ -113,7 +120,8 @@ class TrainLoaderBase(UsesShards):
     def plan(self, epoch: int, step: int) -> StepPlan:
         return plan_step(self.sampler, epoch, step, augment=self.augment,
                          erase_prob=self.erase_prob, views=self.views, height=self.height,
-                         width=self.width, rank=self.rank, world_size=self.world_size)
+                         width=self.width, rank=self.rank, world_size=self.world_size,
+                         augmentation=self.augmentation)
 
     def seek(self, epoch: int, step: int = 0) -> None:
         """Continue at (epoch, step) — e.g. the next epoch after one was cut short."""

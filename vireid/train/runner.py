@@ -17,6 +17,7 @@ import torch
 from vireid.errors import VireidError
 from vireid.files import available_cores
 from vireid.loader import make_train_loader
+from vireid.loader.augment import Augmentation
 from vireid.loader.source import ShardBytes
 from vireid.train.checkpoint import load_checkpoint, load_weights, restore_rng, restore_scaler
 from vireid.train.config import TrainConfig, checked_on_resume
@@ -65,6 +66,9 @@ def run_training(config: TrainConfig, reporter: Reporter | None = None) -> RunRe
         check_apart(out, _inputs(config))
         device = run_device(device_type, env.local_rank)
         identity = check_data(config, verify=run.verify and env.is_main)
+        size = get_method(config.model.method).size_warning(*identity.image_size)
+        if size and env.is_main:
+            log.warning(size)
         with RunLock(out) if env.is_main else contextlib.nullcontext():
             check_out_dir(out, run.resume)  # again, now that no other run can start
             return _run(config, env, reporter or Reporter(), device, identity)
@@ -105,7 +109,8 @@ def _run_on(config: TrainConfig, env: DistEnv, reporter: Reporter, device: torch
                                     env.local_world_size)
     with ShardBytes(run.shards) as source:  # opened once: training and every evaluation
         loader = make_train_loader(config.loader.kind, source, _sampling(config), backend,
-                                   rank=env.rank, world_size=env.world_size)
+                                   rank=env.rank, world_size=env.world_size,
+                                   augmentation=_augmentation(config, identity.dataset))
         with loader:
             parts = _build(config, loader, device, PRECISIONS[mode], env, identity.dataset)
             parts.evaluate = RunEvaluation(source, config, loader.view.name, backend, env)
@@ -122,6 +127,12 @@ def _sampling(config: TrainConfig):
         return config.sampling
     views = get_method(config.model.method).views
     return dataclasses.replace(config.sampling, views=views)
+
+
+def _augmentation(config: TrainConfig, dataset: str) -> Augmentation:
+    """The method's training augmentation on the data's dataset (DEEN: gray, its erasing);
+    a resumed run gets the same, its method and data being checked."""
+    return get_method(config.model.method).augmentation(dataset)
 
 
 def _threads(config: TrainConfig, env: DistEnv) -> int | None:

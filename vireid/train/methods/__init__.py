@@ -2,7 +2,8 @@
 
 A method owns what differs between recipes: the network (AGW's two-stream network with its
 head's options, or its own: ``build_model``), its losses (the identity cross-entropy plus a
-metric loss, or its own: ``losses``), the views its training batches hold, its defaults (the
+metric loss, or its own: ``losses``), the views its training batches hold, its training
+augmentation on a dataset beyond the views (``augmentation``), its defaults (the
 schedule length, other settings' values in ``settings``), and how it is tested (flip
 averaging and its rule, the feature rows scored, the row that selects ``best.pt``).
 A new method is one module here that calls ``register``. ``list_methods()`` names them;
@@ -20,6 +21,7 @@ import torch.nn.functional as F
 
 from vireid.choices import FlipRule, Method, Recipe, Triplet, Views
 from vireid.errors import VireidError
+from vireid.loader.augment import Augmentation
 
 MetricLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (pooled, labels) → loss
 
@@ -44,12 +46,27 @@ class MethodSpec:
     recipe_settings: Mapping[Recipe, Mapping[str, object]] = field(default_factory=dict)
     swappable_metric: bool = True  # --triplet may replace ``metric_loss``
     other_views: bool = True  # --views may give it other views
-    caveat: str = ""  # one warning line at the start of a run: what is not yet the authors'
+    image_size: tuple[int, int] | None = None  # the authors' (height, width), if their own
+
+    def size_warning(self, height: int, width: int) -> str | None:
+        """One line when the shards' images are not the size the method's authors train at
+        (small sizes serve tests and demos, so it is a warning, not an error)."""
+        if self.image_size is None or (height, width) == tuple(self.image_size):
+            return None
+        wanted_h, wanted_w = self.image_size
+        return (f"{self.name}: the shards hold {height}x{width} images; the authors train at "
+                f"{wanted_h}x{wanted_w} (Lanczos pre-resize: vireid-shard build … --height "
+                f"{wanted_h} --width {wanted_w}), so results will not compare with theirs")
 
     def model_options(self, dataset: str | None) -> dict:
         """Options of ``build_model`` that the training data decides (recorded in
         checkpoints as ``model_options``); none for AGW's network."""
         return {}
+
+    def augmentation(self, dataset: str | None) -> Augmentation:
+        """The training augmentation on ``dataset`` (the shards' manifest names it) beyond
+        the views': random gray, erase area, erase fill. AGW's for AGW's network."""
+        return Augmentation()
 
     def build_model(self, num_classes: int, arch, pretrained: str = "torchvision", **options):
         from vireid.model import build_model
