@@ -17,7 +17,7 @@ install: $(BIN)/.installed
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[$(DALI),test,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[$(DALI),test,bench,export]'
 	touch $@
 
 demo: install

@@ -11,7 +11,8 @@ Imports run one way, each layer importing only from the layers below it:
                          import one another.
     4  eval              features, protocols, metrics (uses the loader)
     5  train             config, engine, runner (uses model and eval)
-    6  cli               typer apps; nothing imports them (not benchmarks or tools either)
+    6  export            ONNX/TorchScript graphs per modality, parity, vireid-test --model
+    7  cli               typer apps; nothing imports them (not benchmarks or tools either)
 
 Every import counts: module level, inside functions (the lazy ones) and under
 ``TYPE_CHECKING``. Heavy or interface-only dependencies stay in one place: ``nvidia.dali`` in
@@ -29,7 +30,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "vireid"
 LAYERS = {"base": 0, "datasets": 1, "shards": 2, "loader": 3, "model": 3, "fake": 3,
-          "eval": 4, "train": 5, "cli": 6}
+          "eval": 4, "train": 5, "export": 6, "cli": 7}
 BASE_MODULES = {"constants", "records", "errors", "choices", "fields", "outputs", "files"}
 CONFINED = {  # third-party top-level package → where it may be imported
     "nvidia": "vireid/loader/",

@@ -16,7 +16,8 @@ from vireid.eval.rerank import Rerank
 from vireid.files import replaced_atomically
 from vireid.train.checkpoint_eval import DERIVED, EvaluationSettings
 
-app = new_app("Evaluate a vireid checkpoint on the original protocols (all trials).")
+app = new_app("Evaluate a vireid checkpoint (or a vireid-export folder) on the original "
+              "protocols (all trials).")
 
 
 def test(
@@ -28,8 +29,14 @@ def test(
                                     "its content), or the folder "
                                     "of a `vireid-train --trial all` job: each RegDB trial "
                                     "scored with its own model, both directions, and the "
-                                    "mean over the trials. Exactly one of --checkpoint and "
-                                    "--features.", rich_help_panel="Input"),
+                                    "mean over the trials. Exactly one of --checkpoint, "
+                                    "--model and --features.", rich_help_panel="Input"),
+    model: Path = typer.Option(None, "--model", help="Folder written by vireid-export "
+                               "(visible/infrared graphs and export.json): scored as its "
+                               "checkpoint is, the forward pass run by onnxruntime (or "
+                               "torch.jit.load); the table's first line and every JSON row "
+                               "('exported') name the export. Float32 only; no rank lists.",
+                               rich_help_panel="Input"),
     features: Path = typer.Option(None, "--features", help="Evaluate the features saved by "
                                   "--save-features instead of a model (the shards still give "
                                   "the trials and must hold the same test images).",
@@ -67,9 +74,9 @@ def test(
 
     with user_errors():
         save_features = given["save_features"]
-        check_sources(checkpoint, features, save_features)
+        check_sources(checkpoint, features, save_features, model)
         lists = bool(given["rank_lists"] or given["queries"])
-        if lists and (features or checkpoint.is_dir()):
+        if lists and (features or model or checkpoint.is_dir()):
             raise VireidError("--rank-lists", "needs one checkpoint file (the pictures come "
                               "from its ranking)")
         if out and not lists:
@@ -78,12 +85,16 @@ def test(
         folder = rank_list_folder(checkpoint, out) if lists else None
         check_before_work(shards, checkpoint=checkpoint, features=features,
                           files={"--json": json_out, "--save-features": save_features},
-                          folders={"--out": folder}, device=given["device"])
+                          folders={"--out": folder}, device=given["device"], model=model)
         kinds = None if feature is Feature.BOTH else (feature.value,)  # None: the method's
         reranking = Rerank(rerank_k1, rerank_k2, rerank_lambda) if rerank else None
         settings = EvaluationSettings(**given, kinds=kinds, rerank=reranking,
                                       lists_out=str(out) if out else None)
-        run(shards, checkpoint or features, settings, json_out, from_features=bool(features))
+        if model:
+            run_export(shards, model, settings, json_out)
+        else:
+            run(shards, checkpoint or features, settings, json_out,
+                from_features=bool(features))
         if folder:
             typer.echo(f"rank lists: {folder}")
 
@@ -115,6 +126,20 @@ def run(shards: Path, source: Path, settings: EvaluationSettings, json_out: Path
         evaluate_checkpoint(shards, source, settings, on_checkpoint=announce, on_rows=report)
 
 
+def run_export(shards: Path, model: Path, settings: EvaluationSettings,
+               json_out: Path | None) -> None:
+    """Score an export folder; the line above its table names the export."""
+    from vireid.export.evaluate import evaluate_export
+
+    def report(rows: list[dict]) -> None:
+        title = f"exported model: {model} ({rows[0]['exported']})" if rows else ""
+        typer.echo(render_rows(rows, title))
+        if json_out:
+            write_json(json_out, rows)
+
+    evaluate_export(shards, model, settings, on_checkpoint=announce, on_rows=report)
+
+
 def announce(line: str) -> None:
     from vireid.cli.common import stderr
 
@@ -122,14 +147,16 @@ def announce(line: str) -> None:
 
 
 def check_sources(checkpoint: Path | None, features: Path | None,
-                  save_features: Path | None) -> None:
-    """Exactly one of --checkpoint / --features; saving needs one model to extract with."""
+                  save_features: Path | None, model: Path | None = None) -> None:
+    """Exactly one of --checkpoint / --model / --features; saving needs one model to extract
+    with."""
     from vireid.errors import VireidError
 
-    if (checkpoint is None) == (features is None):
+    if sum(source is not None for source in (checkpoint, features, model)) != 1:
         raise VireidError("vireid-test", "give exactly one of --checkpoint (a model) and "
-                          "--features (features saved by --save-features)")
-    if save_features and (features or checkpoint.is_dir()):
+                          "--features (features saved by --save-features), or --model (a "
+                          "vireid-export folder) alone")
+    if save_features and (features or (checkpoint and checkpoint.is_dir())):
         raise VireidError(save_features, "--save-features needs one checkpoint file to "
                           "extract with (not --features, nor a folder of trial runs)")
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -88,10 +88,10 @@ DERIVED = ("kinds", "channels_last", "num_threads", "rerank", "lists_out")
 
 def check_before_work(shards, *, checkpoint=None, features=None,
                       files: dict[str, Path | None], folders: dict[str, Path | None],
-                      device: Device = Device.AUTO) -> None:
+                      device: Device = Device.AUTO, model=None) -> None:
     """What ``vireid-test`` refuses before reading a model or a feature: CUDA without a GPU,
     an output (option → file, or folder: the rank lists') that cannot be written, or that
-    is, or lies inside, something the command reads."""
+    is, or lies inside, something the command reads (``model``: an export folder)."""
     from vireid.train.trials import trial_checkpoints
 
     evaluation_device(device)
@@ -106,6 +106,8 @@ def check_before_work(shards, *, checkpoint=None, features=None,
     reads = {Path(p): what for p, what in ((checkpoint, "the checkpoint"),
                                            (features, "the features file")) if p}
     trees = {Path(shards): "the shard folder"}
+    if model is not None:
+        trees[Path(model)] = "the exported model"
     if checkpoint is not None and Path(checkpoint).is_dir():
         trees.update({path.parent.parent: f"the run of trial {trial}"
                       for trial, path in trial_checkpoints(checkpoint).items()})
@@ -131,62 +133,89 @@ def check_weights(state: dict, checkpoint) -> None:
                               "diverged run? nothing to evaluate")
 
 
+@dataclass(frozen=True)
+class Scored:
+    """What ``evaluate_model`` scores: a model to build (a checkpoint's, or exported graphs
+    behind the same call) and what its rows need to know about it."""
+
+    where: Path  # the checkpoint file or the export folder: what messages and files name
+    method: str  # the method whose rows, flip and flip rule apply
+    view: str | None  # the training view (a model trained per trial: its trial)
+    size: tuple[int, int] | None  # (height, width) it was trained at (None: unknown)
+    build: Callable[[torch.device, bool], object]  # (device, channels_last) → the model
+    line: str  # the line naming what is evaluated
+    labels: Mapping[str, object] = field(default_factory=dict)  # added to every row
+
+
 def evaluate_checkpoint(shards, checkpoint, settings: EvaluationSettings | None = None,
                         on_checkpoint: Callable[[str], None] | None = None,
                         on_rows: Callable[[list[dict]], None] | None = None) -> list[dict]:
-    """Rows per trial and their mean for each feature kind.
-
-    What can be refused is refused before the features are extracted: the device, non-finite
-    weights, the protocol and trial, the rank lists' queries; then the shards' sha256 are
-    checked (``verify``). Test images are resized to the size the model was trained at when
-    the shards hold another size (as the original's test transform does), with a warning:
-    scores at a size the model never saw would be silently worse. ``on_rows(rows)`` sees the
-    rows before any rank list is drawn, so a failure drawing them loses no score.
-    """
+    """Rows per trial and their mean for each feature kind (``evaluate_model``); the device,
+    then the checkpoint and its weights (finite) are checked first."""
     settings = settings or EvaluationSettings()
-    device = evaluation_device(settings.device)
+    evaluation_device(settings.device)
     state = read_model_checkpoint(checkpoint)
     check_weights(state, checkpoint)
+    trained = tuple(state.get("data", {}).get("image_size") or ()) or None
+    subject = Scored(Path(checkpoint), state["method"], trained_view(state), trained,
+                     lambda device, last: checkpoint_model(state, checkpoint, device, last),
+                     describe(state, checkpoint))
+    return evaluate_model(shards, subject, settings, on_checkpoint, on_rows)
+
+
+def evaluate_model(shards, subject: Scored, settings: EvaluationSettings,
+                   on_checkpoint: Callable[[str], None] | None = None,
+                   on_rows: Callable[[list[dict]], None] | None = None) -> list[dict]:
+    """Rows per trial and their mean for each feature kind.
+
+    What can be refused is refused before the features are extracted: the device, the
+    protocol and trial, the rank lists' queries; then the shards' sha256 are checked
+    (``verify``). Test images are resized to the size the model was trained at when the
+    shards hold another size (as the original's test transform does), with a warning: scores
+    at a size the model never saw would be silently worse. ``on_rows(rows)`` sees the rows
+    before any rank list is drawn, so a failure drawing them loses no score.
+    """
+    device = evaluation_device(settings.device)
     with ShardBytes(shards) as source:
         manifest = source.manifest
-        view = trained_view(state)
-        protocol, trials = scoring_plan(manifest, settings.protocol, view, settings.trial)
+        protocol, trials = scoring_plan(manifest, settings.protocol, subject.view,
+                                        settings.trial)
         lists = plan_rank_lists(manifest, protocol, trials, settings.rank_lists,
                                 settings.queries) if settings.rank_lists or settings.queries \
             else None
         if settings.verify:
             check_checksums(shards, manifest)
-        flip = use_flip(settings.flip, state["method"])
-        features = _features(state, checkpoint, source, samples_to_extract(
-            manifest, protocol, trials), device, settings, flip)
+        flip = use_flip(settings.flip, subject.method)
+        features = _features(subject, source, samples_to_extract(manifest, protocol, trials),
+                             device, settings, flip)
         if settings.save_features:
             save_features(settings.save_features, features, manifest, protocol.name,
-                          checkpoint, view, flip, state["method"])
-        rows = score_rows(manifest, protocol, features, trials,
-                          feature_kinds(settings.kinds, state["method"]), settings.rerank,
-                          device, flip)
+                          subject.where, subject.view, flip, subject.method)
+        rows = [{**row, **subject.labels} for row in score_rows(
+            manifest, protocol, features, trials, feature_kinds(settings.kinds, subject.method),
+            settings.rerank, device, flip)]
         if on_checkpoint:  # after the work: a failure stays one line
-            on_checkpoint(f"{describe(state, checkpoint)}; {_flip_note(flip, settings.flip)}")
+            on_checkpoint(f"{subject.line}; {_flip_note(flip, settings.flip)}")
         if on_rows:
             on_rows(rows)
         if lists:
             write_rank_lists(source, protocol.name, *lists, features,
-                             rank_list_folder(checkpoint, settings.lists_out),
-                             get_method(state["method"]).select)
+                             rank_list_folder(subject.where, settings.lists_out),
+                             get_method(subject.method).select)
     return rows
 
 
-def _features(state, checkpoint, source, wanted, device, settings, flip: bool):
-    """The features of the ``wanted`` test images by the checkpoint's model (finite)."""
-    model = _model(state, checkpoint, device, settings.channels_last)
+def _features(subject: Scored, source, wanted, device, settings, flip: bool):
+    """The features of the ``wanted`` test images by the subject's model (finite)."""
+    model = subject.build(device, settings.channels_last)
     features = extract_features(
         model, source, wanted, loader=settings.loader, device=device,
         amp_dtype=resolve_amp(settings.amp, device.type), batch_size=settings.batch_size,
         channels_last=settings.channels_last,
         backend=Backend(device.type, device.index or 0, settings.num_threads),
-        size=_test_size(state, source.manifest, source.directory), flip=flip,
-        flip_rule=get_method(state["method"]).flip_rule)
-    check_finite(features, checkpoint)
+        size=_test_size(subject.size, source.manifest, source.directory), flip=flip,
+        flip_rule=get_method(subject.method).flip_rule)
+    check_finite(features, subject.where)
     return features
 
 
@@ -250,18 +279,20 @@ def trained_view(state: dict) -> str | None:
     return f"trial{trial}" if trial is not None else None
 
 
-def _model(state: dict, checkpoint, device, channels_last: bool):
+def checkpoint_model(state: dict, checkpoint, device, channels_last: bool):
+    """The checkpoint's model (read by ``read_model_checkpoint``) with its weights, on
+    ``device``, in eval mode."""
     method = get_method(state["method"])
     model = method.build_model(state["num_classes"], state["arch"], pretrained="none",
                                **state.get("model_options", {}))
     load_weights(model, state, checkpoint)
-    model = model.to(device)
+    model = model.to(device).eval()
     return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
-def _test_size(state: dict, manifest, shards) -> tuple[int, int] | None:
+def _test_size(trained: tuple[int, int] | None, manifest, shards) -> tuple[int, int] | None:
     """The training image size when the shards hold another one (None: use them as stored)."""
-    trained = tuple(state.get("data", {}).get("image_size") or ())
+    trained = tuple(trained or ())
     stored = (manifest.height, manifest.width)
     if not trained or trained == stored:
         return None
