@@ -21,11 +21,13 @@ from pathlib import Path
 import pytest
 import typer
 
+from vireid.cli.export import app as export_app
 from vireid.cli.shard import app as shard_app
 from vireid.cli.test import app as eval_app
 from vireid.cli.train import app as train_app
 
-APPS = {"vireid-shard": shard_app, "vireid-train": train_app, "vireid-test": eval_app}
+APPS = {"vireid-shard": shard_app, "vireid-train": train_app, "vireid-test": eval_app,
+        "vireid-export": export_app}
 TRAIN = ["--arch", "resnet18", "--pretrained", "none", "--epochs", "2", "--batch-ids", "4",
          "--num-pos", "2", "--max-steps", "2", "--eval-every", "1", "--warmup-epochs", "1",
          "--milestones", "2", "3", "--amp", "off", "--device", "cpu"]

@@ -37,6 +37,9 @@ CONFINED = {  # third-party top-level package → where it may be imported
     "numba": "vireid/loader/fused.py",
     "typer": "vireid/cli/",
     "click": "vireid/cli/",
+    "onnx": "vireid/export/",
+    "onnxruntime": "vireid/export/",
+    "onnxscript": "vireid/export/",
 }
 
 
@@ -130,3 +133,18 @@ def test_heavy_dependencies_stay_in_their_place(dependency):
                  if not str(path.relative_to(ROOT)).startswith(home)
                  for line, name in imported_names(path) if name.split(".")[0] == dependency]
     assert offenders == [], f"{dependency} belongs in {home} only"
+
+
+LONGEST_FUNCTION = 80  # lines, decorators and docstring included
+
+
+def test_no_function_is_longer_than_the_house_allows():
+    """Long functions are where settings get read by string and routes decided twice: split
+    them (docs/architecture.md)."""
+    long = [f"{path.relative_to(ROOT)}:{node.lineno} {node.name} "
+            f"({node.end_lineno - start + 1} lines)"
+            for path in modules() for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+            for start in [min([node.lineno, *(d.lineno for d in node.decorator_list)])]
+            if node.end_lineno - start + 1 > LONGEST_FUNCTION]
+    assert long == []
