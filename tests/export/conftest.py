@@ -44,17 +44,6 @@ def evaluate(*arguments):
     return invoke(eval_app, *arguments, "--device", "cpu", "--loader", "reference")
 
 
-def one_line_error(result, exit_code: int = 1) -> str:
-    """The single line a refused command printed (no traceback)."""
-    assert result.exit_code == exit_code, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), \
-        repr(result.exception)
-    assert "Traceback" not in result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1, result.output
-    return lines[0]
-
-
 METRICS = ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")
 
 

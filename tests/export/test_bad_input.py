@@ -15,7 +15,8 @@ import pytest
 import torch
 
 import vireid.export.pipeline as pipeline
-from tests.export.conftest import evaluate, export, one_line_error
+from tests.cli_results import one_line_error
+from tests.export.conftest import evaluate, export
 from tests.test_cli import command
 
 pytest.importorskip("onnx", reason="needs the export extra: pip install 'vireid[export]'")

@@ -14,6 +14,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from tests.cli_results import one_line_error
 from tests.loader.test_dali_errors import damage_bodies
 from vireid.cli.test import app as eval_app
 from vireid.cli.train import app as train_app
@@ -33,14 +34,6 @@ def shards(shard_dir):
 
 def train(*arguments):
     return CliRunner().invoke(train_app, [str(a) for a in arguments])
-
-
-def one_line_error(result, exit_code: int = 1) -> str:
-    assert result.exit_code == exit_code, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1, result.output
-    return lines[0]
 
 
 def test_out_under_a_file_is_refused_before_anything(shards, tmp_path):

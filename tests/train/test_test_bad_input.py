@@ -21,6 +21,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from tests.cli_results import one_line_error
 from vireid.cli.test import app as eval_app
 from vireid.cli.train import app as train_app
 from vireid.shards.manifest import load_manifest
@@ -40,16 +41,6 @@ def train(*arguments):
 def evaluate(*arguments, device: str = "cpu"):
     return CliRunner().invoke(eval_app, [*map(str, arguments), "--device", device,
                                          "--loader", "reference"])
-
-
-def one_line_error(result, exit_code: int = 1) -> str:
-    assert result.exit_code == exit_code, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), \
-        repr(result.exception)
-    assert "Traceback" not in result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1, result.output
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
