@@ -141,13 +141,15 @@ def test_a_short_run_learns_far_above_chance(fake_tree, tmp_path):
     shards = tmp_path / "shards"
     build_shards(read_dataset("sysu", tree.root), shards, BuildOptions(**TINY))
     out = tmp_path / "run"
-    rows = run_training(config(shards, out, epochs=8, max_steps=None, amp="bf16",
+    # float32 training and test: bf16 convolutions take PyTorch's slow generic kernel on CPUs
+    # without AVX-512 (twice the time); other tests cover bf16
+    rows = run_training(config(shards, out, epochs=8, max_steps=None, amp="off",
                                warmup_epochs=2, milestones=(6, 8), log_every=10)).evaluations
     mean = next(r for r in rows if r["trial"] == "mean" and r["feature"] == "fc")
     test_ids = len((tree.root / "exp/test_id.txt").read_text().split(","))
     assert mean["rank1"] > 4 / test_ids  # chance is 1 / test ids
     tested = evaluate_checkpoint(shards, checkpoint_path(out),
-                                 EvaluationSettings(amp="bf16", device="cpu"))
+                                 EvaluationSettings(amp="off", device="cpu"))
     again = next(r for r in tested if r["trial"] == "mean" and r["feature"] == "fc")
     assert again["rank1"] == pytest.approx(mean["rank1"])
     assert len([r for r in tested if r["feature"] == "fc"]) == 11  # 10 trials + mean
