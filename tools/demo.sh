@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job on embedded fake data, end to end on the CPU (10 to 35 minutes on 2 cores):
+# The main job on embedded fake data, end to end on the CPU (9 minutes on 2 cores without AVX-512):
 # fake SYSU-MM01 tree → shards → verify → inspect → short AGW training (resnet18, small
 # images, --amp auto: float32 on a CPU, where bf16 is slow without AVX-512) → evaluation of
 # the final checkpoint on every sysu-all trial → a short CAJ run from the decoded host cache
