@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from vireid.choices import FlipRule, Method, Recipe
+from vireid.constants import IMAGENET_MEAN
 from vireid.loader.augment import ERASE_AREA, Augmentation
 from vireid.train.losses import hard_triplet
 from vireid.train.methods import MethodSpec, register
@@ -28,7 +29,6 @@ GRAY_P = 0.5  # RandomGrayscale(p=0.5) on both modalities
 # dataset → the erased fraction of the image (train.py's RandomErasing per dataset); a
 # dataset the authors did not train on: AGW's (0.02, 0.4)
 ERASE_AREAS = {"sysu": (0.2, 0.8), "regdb": (0.02, 0.4), "llcm": (0.02, 0.4)}
-ERASE_MEAN = (0.485, 0.456, 0.406)  # their RandomErasing fills its mean, normalised space
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class DeenSpec(MethodSpec):
 
     def augmentation(self, dataset: str | None) -> Augmentation:
         return Augmentation(gray=GRAY_P, erase_area=ERASE_AREAS.get(str(dataset), ERASE_AREA),
-                            fill=ERASE_MEAN)
+                            fill=IMAGENET_MEAN)  # their RandomErasing's fill
 
     def build_model(self, num_classes: int, arch, pretrained: str = "torchvision",
                     variant: str = "full"):
